@@ -1,0 +1,131 @@
+"""What every plugin class shares: a name, and hyperparameters that are recorded with results."""
+
+from __future__ import annotations
+
+import inspect
+import math
+import re
+from typing import Any, ClassVar
+
+from .errors import InvalidInputError, PluginError
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+_SCALARS = (bool, int, float, str, type(None))
+
+
+class Plugin:
+    """Base of :class:`~arena.Attack`, :class:`~arena.Defense`, :class:`~arena.Generator` and
+    :class:`~arena.Dataset`.
+
+    Hyperparameters are the keyword arguments of ``__init__``: each must have an explicit
+    default, be stored on the instance under the same name, and be a JSON scalar (or a tuple of
+    them). The host records :meth:`hyperparameters` with every result and hashes them into its
+    key, so two results computed with different settings are never confused.
+    """
+
+    #: Unique name within the plugin kind, e.g. ``"fgsm"``; lower case, digits, ``.-_``.
+    name: ClassVar[str]
+    #: ``"attack"``, ``"defense"``, ``"generator"`` or ``"dataset"``; set by each base class.
+    kind: ClassVar[str] = "plugin"
+
+    @classmethod
+    def parameter_defaults(cls) -> dict[str, Any]:
+        """The hyperparameters of ``__init__`` and their defaults."""
+        if cls.__init__ is object.__init__:
+            return {}
+        params = inspect.signature(cls.__init__).parameters
+        return {name: p.default for name, p in params.items() if name != "self"}
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The values this instance runs with, as recorded in the results database."""
+        values = {}
+        for name in self.parameter_defaults():
+            value = getattr(self, name)
+            values[name] = list(value) if isinstance(value, tuple) else value
+        return values
+
+    def resolve(self, dataset: Any) -> None:
+        """Replace defaults that depend on the dataset (``None`` meaning "the dataset's
+        default") with concrete values, so that what is recorded is what ran."""
+
+    @classmethod
+    def summary(cls) -> str:
+        """First line of the class docstring."""
+        doc = inspect.getdoc(cls) or ""
+        return doc.strip().splitlines()[0] if doc.strip() else ""
+
+    @classmethod
+    def validate_class(cls) -> None:
+        """Check the class-level contract; raise :class:`PluginError` naming what is wrong."""
+        name = getattr(cls, "name", None)
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise PluginError(
+                f"{cls.__qualname__} needs a class attribute `name` of lower-case letters, digits "
+                f"and .-_ (got {name!r})"
+            )
+        if cls.__init__ is object.__init__:
+            return
+        for pname, p in inspect.signature(cls.__init__).parameters.items():
+            if pname == "self":
+                continue
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                raise PluginError(f"{cls.__qualname__}.__init__ takes *{pname}: list each hyperparameter")
+            if p.default is p.empty:
+                raise PluginError(
+                    f"{cls.__qualname__}.__init__ parameter {pname!r} has no default: every "
+                    "hyperparameter needs an explicit default"
+                )
+
+    def validate_instance(self) -> None:
+        """Check that every hyperparameter is stored under its own name as a JSON scalar."""
+        for pname, value in self.hyperparameters().items():
+            items = value if isinstance(value, list) else [value]
+            if not all(isinstance(v, _SCALARS) for v in items):
+                raise PluginError(f"{self.kind} {self.name!r}: hyperparameter {pname}={value!r} is not a JSON scalar")
+            if any(isinstance(v, float) and not math.isfinite(v) for v in items):
+                raise PluginError(f"{self.kind} {self.name!r}: hyperparameter {pname}={value!r} is not finite")
+
+    @classmethod
+    def create(cls, overrides: dict[str, Any] | None = None) -> "Plugin":
+        """Instantiate with ``overrides`` checked against the declared hyperparameters."""
+        overrides = dict(overrides or {})
+        defaults = cls.parameter_defaults()
+        unknown = sorted(set(overrides) - set(defaults))
+        if unknown:
+            valid = ", ".join(defaults) or "none"
+            raise InvalidInputError(
+                f"{cls.kind} {cls.name!r} has no hyperparameter {unknown[0]!r} (it takes: {valid})"
+            )
+        kwargs = {k: _coerce(cls, k, v, defaults[k]) for k, v in overrides.items()}
+        try:
+            instance = cls(**kwargs)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"{cls.kind} {cls.name!r}: {exc}") from exc
+        try:
+            instance.hyperparameters()
+        except AttributeError as exc:
+            raise PluginError(
+                f"{cls.kind} {cls.name!r} does not store each hyperparameter under its own name ({exc})"
+            ) from exc
+        instance.validate_instance()
+        return instance
+
+
+def _coerce(cls: type[Plugin], key: str, value: Any, default: Any) -> Any:
+    """Give a command-line value the type of the hyperparameter's default."""
+    if default is None or value is None or isinstance(default, str):
+        return value
+    target = type(default)
+    if target is bool:
+        if isinstance(value, bool):
+            return value
+        raise InvalidInputError(f"{cls.kind} {cls.name!r}: {key} takes true or false, not {value!r}")
+    if target in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InvalidInputError(f"{cls.kind} {cls.name!r}: {key} takes a number, not {value!r}")
+        if target is int and float(value) != int(value):
+            raise InvalidInputError(f"{cls.kind} {cls.name!r}: {key} takes a whole number, not {value!r}")
+        return target(value)
+    if target in (tuple, list):
+        return tuple(value) if isinstance(value, (list, tuple)) else (value,)
+    return value

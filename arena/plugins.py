@@ -1,0 +1,261 @@
+"""Plugin loading: entry points of group ``arena``, one at a time, into a validated registry.
+
+Built-in plugins are ordinary entry points of the ``arena-bench`` distribution. Each entry point
+is loaded on its own, so a package that fails to import is reported (with its name, version and
+error) while every other plugin still works. ``ARENA_LOAD_PLUGINS`` names the third-party
+packages to load (comma-separated; empty loads none); built-ins always load.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import traceback
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, Iterable
+
+import pluggy
+
+from . import hookspecs
+from .attack import Attack
+from .base import Plugin
+from .dataset import Dataset
+from .defense import Defense
+from .errors import ArenaError, PluginError, UnknownPluginError
+from .generator import Generator
+
+ENTRY_POINT_GROUP = "arena"
+DISTRIBUTION = "arena-bench"
+KINDS: dict[str, type[Plugin]] = {
+    "attack": Attack,
+    "defense": Defense,
+    "generator": Generator,
+    "dataset": Dataset,
+}
+_HOOKS = {
+    "attack": "register_attacks",
+    "defense": "register_defenses",
+    "generator": "register_generators",
+    "dataset": "register_datasets",
+}
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a plugin came from: distribution name and version, and the entry point."""
+
+    package: str
+    version: str
+    entry_point: str = ""
+
+    @property
+    def builtin(self) -> bool:
+        return self.package == DISTRIBUTION
+
+    def __str__(self) -> str:
+        return f"{self.package} {self.version}"
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """A registered plugin class and where it came from."""
+
+    kind: str
+    name: str
+    cls: type[Plugin]
+    source: Source
+
+    def create(self, overrides: dict[str, Any] | None = None) -> Plugin:
+        return self.cls.create(overrides)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "package": self.source.package,
+            "version": self.source.version,
+            "builtin": self.source.builtin,
+            "summary": self.cls.summary(),
+            "hyperparameters": _jsonable(self.cls.parameter_defaults()),
+            "capabilities": self.cls.capabilities() if hasattr(self.cls, "capabilities") else {},
+        }
+
+
+@dataclass(frozen=True)
+class LoadProblem:
+    """A package or plugin that could not be loaded, and why."""
+
+    package: str
+    version: str
+    entry_point: str
+    error: str
+    detail: str = ""
+
+    def __str__(self) -> str:
+        where = f"{self.package} {self.version}".strip()
+        return f"{where} (entry point {self.entry_point!r}): {self.error}"
+
+
+@dataclass
+class Registry:
+    """Every loaded plugin by kind and name, plus the problems met while loading."""
+
+    plugins: dict[str, dict[str, PluginInfo]] = field(default_factory=lambda: {k: {} for k in KINDS})
+    duplicates: dict[tuple[str, str], list[Source]] = field(default_factory=dict)
+    problems: list[LoadProblem] = field(default_factory=list)
+    manager: pluggy.PluginManager | None = None
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self.plugins[kind])
+
+    def all(self) -> list[PluginInfo]:
+        return [info for kind in KINDS for _, info in sorted(self.plugins[kind].items())]
+
+    def get(self, kind: str, name: str) -> PluginInfo:
+        """The plugin ``name`` of ``kind``; a clear error for unknown or ambiguous names."""
+        clashes = self.duplicates.get((kind, name))
+        if clashes:
+            who = " and ".join(str(s) for s in clashes)
+            raise PluginError(
+                f"{kind} {name!r} is registered by both {who}: uninstall one, or choose packages "
+                "with ARENA_LOAD_PLUGINS"
+            )
+        try:
+            return self.plugins[kind][name]
+        except KeyError:
+            pass
+        known = self.names(kind)
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+        listing = ", ".join(known) if known else "none installed"
+        raise UnknownPluginError(f"unknown {kind} {name!r}: {hint}(available: {listing})")
+
+    def resolve(self, kind: str, names: Iterable[str]) -> list[PluginInfo]:
+        """Look up names in order; ``all`` expands to every plugin of the kind."""
+        result: list[PluginInfo] = []
+        for name in names:
+            infos = [self.get(kind, n) for n in self.names(kind)] if name == "all" else [self.get(kind, name)]
+            result.extend(i for i in infos if i not in result)
+        return result
+
+    def add(self, kind: str, cls: Any, source: Source) -> None:
+        base = KINDS[kind]
+        if not (isinstance(cls, type) and issubclass(cls, base)):
+            raise PluginError(f"{_HOOKS[kind]} got {cls!r}, which is not a subclass of arena.{base.__name__}")
+        if cls.kind != kind:
+            raise PluginError(f"{cls.__qualname__} is a {cls.kind}, registered as a {kind}")
+        cls.validate_class()
+        existing = self.plugins[kind].get(cls.name)
+        if existing is not None and existing.cls is not cls:
+            self.duplicates.setdefault((kind, cls.name), [existing.source]).append(source)
+            raise PluginError(
+                f"{kind} {cls.name!r} from {source} duplicates the one from {existing.source}"
+            )
+        self.plugins[kind][cls.name] = PluginInfo(kind, cls.name, cls, source)
+
+
+def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _selected_packages() -> set[str] | None:
+    value = os.environ.get("ARENA_LOAD_PLUGINS")
+    if value is None:
+        return None
+    return {_normalize(p) for p in value.split(",") if p.strip()}
+
+
+def _entry_points() -> list[metadata.EntryPoint]:
+    # One distribution may be visible twice on sys.path (an editable install plus a build dir);
+    # keep the first occurrence of each (package, entry-point name).
+    seen, unique = set(), []
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        package = _normalize(ep.dist.name) if ep.dist else ""
+        if (package, ep.name, ep.value) in seen:
+            continue
+        seen.add((package, ep.name, ep.value))
+        unique.append(ep)
+    return unique
+
+
+def load_registry(extra: Iterable[tuple[object, Source]] = ()) -> Registry:
+    """Load every selected entry point (and ``extra`` plugin objects) into a new registry."""
+    manager = pluggy.PluginManager(ENTRY_POINT_GROUP)
+    manager.add_hookspecs(hookspecs)
+    registry = Registry(manager=manager)
+    selected = _selected_packages()
+    sources: dict[int, Source] = {}
+
+    for ep in _entry_points():
+        dist = ep.dist
+        source = Source(dist.name if dist else "unknown", dist.version if dist else "", ep.name)
+        if not source.builtin and selected is not None and _normalize(source.package) not in selected:
+            continue
+        try:
+            plugin = ep.load()
+            manager.register(plugin, name=f"{source.package}:{ep.name}")
+        except Exception as exc:  # a broken package must not take the others down
+            registry.problems.append(_problem(source, exc))
+            continue
+        sources[id(plugin)] = source
+
+    for plugin, source in extra:
+        manager.register(plugin, name=f"{source.package}:{source.entry_point or id(plugin)}")
+        sources[id(plugin)] = source
+
+    try:
+        manager.check_pending()
+    except pluggy.PluginValidationError as exc:
+        bad = sources.get(id(exc.plugin), Source("unknown", ""))
+        registry.problems.append(_problem(bad, PluginError(f"unknown hook: {exc}")))
+        manager.unregister(exc.plugin)
+
+    for kind, hook in _HOOKS.items():
+        for impl in getattr(manager.hook, hook).get_hookimpls():
+            source = sources.get(id(impl.plugin), Source("unknown", ""))
+
+            def register(cls: Any, _kind: str = kind, _source: Source = source) -> None:
+                try:
+                    registry.add(_kind, cls, _source)
+                except ArenaError as exc:
+                    registry.problems.append(_problem(_source, exc))
+
+            try:
+                impl.function(**{"register": register} if "register" in impl.argnames else {})
+            except Exception as exc:
+                registry.problems.append(_problem(source, exc))
+    return registry
+
+
+def _problem(source: Source, exc: BaseException) -> LoadProblem:
+    message = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ArenaError) else str(exc)
+    return LoadProblem(
+        source.package,
+        source.version,
+        source.entry_point,
+        message,
+        "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+    )
+
+
+_REGISTRY: Registry | None = None
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, loaded on first use."""
+    global _REGISTRY
+    if _REGISTRY is None:
+        _REGISTRY = load_registry()
+    return _REGISTRY
+
+
+def set_registry(registry: Registry | None) -> None:
+    """Replace (or with ``None``, reset) the process-wide registry; for tests and embedding."""
+    global _REGISTRY
+    _REGISTRY = registry

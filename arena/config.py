@@ -1,0 +1,34 @@
+"""Where Arena keeps its data: ``ARENA_HOME`` (default: the per-user data folder)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+from .errors import ArenaError
+
+
+def home() -> Path:
+    """The data folder (database, model cache, images), created on first use."""
+    path = Path(os.environ.get("ARENA_HOME") or platformdirs.user_data_dir("arena", appauthor=False))
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise ArenaError(
+            f"cannot write to the Arena data folder {path} ({exc.strerror or exc}): set ARENA_HOME "
+            "to a writable folder"
+        ) from None
+    return path
+
+
+def database_url(explicit: str | None = None) -> str:
+    """``--db``, else ``ARENA_DB``, else SQLite in the data folder."""
+    url = explicit or os.environ.get("ARENA_DB")
+    if url:
+        return url if "://" in url else f"sqlite:///{Path(url).expanduser().resolve()}"
+    return f"sqlite:///{home() / 'arena.db'}"

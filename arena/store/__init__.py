@@ -1,0 +1,238 @@
+"""The results database: SQLAlchemy over SQLite by default, any SQLAlchemy URL otherwise.
+
+Every SQLite connection gets WAL, a busy timeout and foreign keys; every transaction starts
+with ``BEGIN IMMEDIATE`` so that concurrent writers queue on the lock instead of failing with
+"database is locked" when a read turns into a write. A file that is not an Arena database is
+refused before anything is written to it, and an older schema is migrated forward (after a
+backup copy) with Alembic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, event, inspect, select
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from ..errors import StoreError
+from .schema import Checkpoint, RobustnessResult, Run, Sample
+
+__all__ = ["Checkpoint", "RobustnessResult", "Run", "Sample", "Store", "open_store"]
+
+BUSY_TIMEOUT_MS = 60_000
+_MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    return config
+
+
+def head_revision() -> str:
+    """The newest schema revision this version of Arena writes."""
+    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+
+
+def _sqlite_path(url: str) -> Path | None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
+def _check_sqlite_file(path: Path) -> None:
+    """Refuse a corrupt or foreign file before any connection could write to it."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(
+            f"{path} is not a readable SQLite database ({exc}); it was left untouched: move it "
+            "aside or pass another --db"
+        ) from None
+    if tables and "alembic_version" not in tables:
+        listed = ", ".join(sorted(tables)[:5])
+        raise StoreError(
+            f"{path} is a database of something else (tables: {listed}); it was left untouched: "
+            "pass another --db"
+        )
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None  # the "begin" hook below issues BEGIN itself
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class Store:
+    """Reads and writes results; the only part of Arena that touches the database."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        path = _sqlite_path(url)
+        if path is not None:
+            _check_sqlite_file(path)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the folder for database {path}: {exc.strerror}") from None
+        try:
+            self.engine = create_engine(url)
+        except (SQLAlchemyError, ImportError, ValueError) as exc:
+            raise StoreError(f"cannot use database URL {url!r}: {exc}") from None
+        if self.engine.dialect.name == "sqlite":
+            _configure_sqlite(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        try:
+            self._migrate(path)
+        except StoreError:
+            raise
+        except DBAPIError as exc:
+            raise StoreError(f"cannot open database {self._where()}: {exc.orig}") from None
+
+    def _where(self) -> str:
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    def _migrate(self, path: Path | None) -> None:
+        head = head_revision()
+        with self.engine.begin() as connection:  # BEGIN IMMEDIATE: one process migrates at a time
+            current = MigrationContext.configure(connection).get_current_revision()
+            if current == head:
+                return
+            tables = set(inspect(connection).get_table_names())
+            if current is None and tables - {"alembic_version"}:
+                raise StoreError(
+                    f"{self._where()} holds tables that are not Arena's ({', '.join(sorted(tables)[:5])}); "
+                    "it was left untouched: pass another --db"
+                )
+            known = {rev.revision for rev in ScriptDirectory.from_config(_alembic_config()).walk_revisions()}
+            if current is not None and current not in known:
+                raise StoreError(
+                    f"{self._where()} was written by a newer Arena (schema {current}); upgrade arena-bench"
+                )
+            if current is not None and path is not None:
+                backup = path.with_name(f"{path.name}.schema-{current}.bak")
+                if not backup.exists():
+                    with contextlib.closing(sqlite3.connect(path)) as src, contextlib.closing(
+                        sqlite3.connect(backup)
+                    ) as dst:
+                        src.backup(dst)
+            config = _alembic_config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session whose work is committed as one transaction, or rolled back entirely."""
+        session = self._sessions()
+        try:
+            with session.begin():
+                yield session
+        except DBAPIError as exc:
+            raise StoreError(f"database {self._where()} failed: {exc.orig}") from None
+        finally:
+            session.close()
+
+    # -- runs -----------------------------------------------------------------------------
+
+    def find_run(self, key: str) -> Run | None:
+        """The completed run with this key, if any (errored runs do not count)."""
+        with self.session() as session:
+            return session.scalars(select(Run).where(Run.key == key, Run.status == "ok")).first()
+
+    def save_run(self, run: Run) -> Run:
+        """Store a run with its result and samples in one transaction.
+
+        A failed run with the same key is replaced; a completed one (written meanwhile by
+        another process) is kept and returned instead.
+        """
+        try:
+            with self.session() as session:
+                previous = session.scalars(select(Run).where(Run.key == run.key)).first()
+                if previous is not None:
+                    if previous.status == "ok":
+                        return previous
+                    session.delete(previous)
+                    session.flush()
+                session.add(run)
+        except StoreError as exc:
+            if isinstance(exc.__context__, IntegrityError):
+                existing = self.find_run(run.key)
+                if existing is not None:
+                    return existing
+            raise
+        return run
+
+    def get_run(self, run_id: int) -> Run | None:
+        with self.session() as session:
+            run = session.get(Run, run_id)
+            if run is not None:
+                _ = run.samples  # load while the session is open
+            return run
+
+    def runs(self, track: str | None = None, dataset: str | None = None, status: str | None = None) -> list[Run]:
+        """Runs (with their results, without samples), oldest first."""
+        query = select(Run).order_by(Run.id)
+        if track:
+            query = query.where(Run.track == track)
+        if dataset:
+            query = query.where(Run.dataset == dataset)
+        if status:
+            query = query.where(Run.status == status)
+        with self.session() as session:
+            return list(session.scalars(query).unique())
+
+    def sample_outcomes(self, run_ids: list[int]) -> dict[int, dict[int, bool]]:
+        """``{run_id: {sample index: robust}}`` for the given runs."""
+        outcomes: dict[int, dict[int, bool]] = {rid: {} for rid in run_ids}
+        if not run_ids:
+            return outcomes
+        with self.session() as session:
+            for chunk in range(0, len(run_ids), 500):
+                ids = run_ids[chunk : chunk + 500]
+                rows = session.execute(
+                    select(Sample.run_id, Sample.index, Sample.robust).where(Sample.run_id.in_(ids))
+                )
+                for run_id, index, robust in rows:
+                    outcomes[run_id][index] = bool(robust)
+        return outcomes
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def checkpoint(self, key: str) -> Checkpoint | None:
+        with self.session() as session:
+            return session.get(Checkpoint, key)
+
+    def save_checkpoint(self, **fields: Any) -> None:
+        fields.setdefault("created_at", datetime.now(timezone.utc))
+        with self.session() as session:
+            session.merge(Checkpoint(**fields))
+
+
+def open_store(url: str) -> Store:
+    """Open (creating or migrating as needed) the database at ``url``."""
+    return Store(url)
+

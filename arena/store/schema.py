@@ -1,0 +1,124 @@
+"""The results database schema (SQLAlchemy 2.x ORM). Change it only through a migration."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Run(Base):
+    """One evaluation: an attack against a defense (or, later, a generator) at one setting."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    #: SHA-256 of everything that determines the result; re-running the same command reuses it.
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    track: Mapped[str] = mapped_column(String(16))
+    #: "ok", "error" (a plugin raised; traceback in ``error``) or "refused" (the host refused it).
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    dataset: Mapped[str] = mapped_column(String(100))
+    dataset_hash: Mapped[str] = mapped_column(String(64))
+    seed: Mapped[int] = mapped_column(Integer)
+    n: Mapped[int] = mapped_column(Integer)
+    device: Mapped[str] = mapped_column(String(64))
+    duration_s: Mapped[float] = mapped_column(Float)
+    flags: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    provenance: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    robustness: Mapped["RobustnessResult | None"] = relationship(
+        back_populates="run", cascade="all, delete-orphan", uselist=False, lazy="joined"
+    )
+    samples: Mapped[list["Sample"]] = relationship(
+        back_populates="run", cascade="all, delete-orphan", order_by="Sample.index"
+    )
+
+    __table_args__ = (Index("ix_runs_track_dataset", "track", "dataset"),)
+
+
+class RobustnessResult(Base):
+    """The attack-versus-defense part of a run: who, under which threat model, and the scores."""
+
+    __tablename__ = "robustness_results"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    attack: Mapped[str] = mapped_column(String(100))
+    attack_package: Mapped[str] = mapped_column(String(200))
+    attack_version: Mapped[str] = mapped_column(String(100))
+    attack_access: Mapped[str] = mapped_column(String(32))
+    attack_params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    defense: Mapped[str] = mapped_column(String(100))
+    defense_package: Mapped[str] = mapped_column(String(200))
+    defense_version: Mapped[str] = mapped_column(String(100))
+    defense_params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: SHA-256 identifying the trained defense model (plugin, version, params, dataset, seed).
+    defense_key: Mapped[str] = mapped_column(String(64))
+    norm: Mapped[str] = mapped_column(String(8))
+    eps: Mapped[float] = mapped_column(Float)
+    targeted: Mapped[bool] = mapped_column(Boolean)
+    query_budget: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    clean_accuracy: Mapped[float | None] = mapped_column(Float, nullable=True)
+    robust_accuracy: Mapped[float | None] = mapped_column(Float, nullable=True)
+    attack_success_rate: Mapped[float | None] = mapped_column(Float, nullable=True)
+    mean_linf: Mapped[float | None] = mapped_column(Float, nullable=True)
+    median_linf: Mapped[float | None] = mapped_column(Float, nullable=True)
+    mean_l2: Mapped[float | None] = mapped_column(Float, nullable=True)
+    median_l2: Mapped[float | None] = mapped_column(Float, nullable=True)
+    queries_mean: Mapped[float | None] = mapped_column(Float, nullable=True)
+    queries_max: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    forward_passes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    backward_passes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+    run: Mapped[Run] = relationship(back_populates="robustness")
+
+    __table_args__ = (
+        Index("ix_robustness_threat", "norm", "eps", "targeted"),
+        Index("ix_robustness_defense_key", "defense_key"),
+    )
+
+
+class Sample(Base):
+    """The outcome for one evaluation point (by its index in the dataset's test split)."""
+
+    __tablename__ = "samples"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    label: Mapped[int] = mapped_column(Integer)
+    target: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    clean_pred: Mapped[int] = mapped_column(Integer)
+    adv_pred: Mapped[int] = mapped_column(Integer)
+    clean_correct: Mapped[bool] = mapped_column(Boolean)
+    #: The attack reached its goal (a wrong class, or the target class in targeted mode).
+    success: Mapped[bool] = mapped_column(Boolean)
+    #: Correctly classified after the attack.
+    robust: Mapped[bool] = mapped_column(Boolean)
+    linf: Mapped[float] = mapped_column(Float)
+    l2: Mapped[float] = mapped_column(Float)
+    queries: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+    run: Mapped[Run] = relationship(back_populates="samples")
+
+
+class Checkpoint(Base):
+    """A cached model's weights file and its SHA-256, checked before every load."""
+
+    __tablename__ = "checkpoints"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(100))
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -1,0 +1,544 @@
+"""The runner: resolves plugins, builds or loads models, runs attacks in batches, judges, stores.
+
+The host owns every invariant: the device, eval mode and frozen weights, seeding, the choice
+of evaluation points and targets, the access an attack gets, re-checking each ``x_adv``
+against the budget, re-classifying it, and writing the result in one transaction.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .access import Access, LabelOracle, PassCounter, ScoreOracle, TransferAccess, WhiteBox
+from .attack import Attack
+from .cache import ModelCache
+from .dataset import Dataset, Splits
+from .defense import Defense
+from .errors import ArenaError, InvalidInputError, PluginError, RefusedResult
+from .models import build_classifier
+from .plugins import PluginInfo, Registry
+from .progress import Reporter, quiet
+from .provenance import environment, stable_hash
+from .store import RobustnessResult, Run, Sample, Store
+from .threat import ThreatModel, check_adversarial, perturbation_norms
+from .training import BuildContext, fit_classifier
+
+#: How the host trains the surrogate models of zero-query (transfer) attacks.
+SURROGATE_RECIPE = {"epochs": 20, "lr": 1e-3, "batch_size": 64}
+#: Surrogates are trained with seeds offset from the run seed, so that a surrogate of the same
+#: architecture as the target is still a different model.
+SURROGATE_SEED_OFFSET = 1000
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when a GPU is present, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InvalidInputError(f"device {name!r} was asked for but no CUDA GPU is available: use --device cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise InvalidInputError(f"unknown device {name!r}: use auto, cpu or cuda") from None
+
+
+def choose_targets(labels: torch.Tensor, classes: int, seed: int) -> torch.Tensor:
+    """The host's target for each sample: a seeded uniform choice among the other classes."""
+    generator = torch.Generator().manual_seed(seed)
+    offsets = torch.randint(1, classes, labels.shape, generator=generator)
+    return (labels.cpu() + offsets) % classes
+
+
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Predicted labels, in batches, without gradients."""
+    with torch.no_grad():
+        return torch.cat([model(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Run settings that are part of every result's identity."""
+
+    seed: int = 0
+    n: int | None = None
+    batch_size: int = 256
+    query_budget: int = 5000
+
+
+@dataclass
+class LoadedDataset:
+    info: PluginInfo
+    plugin: Dataset
+    splits: Splits  # on the run's device
+    content_hash: str
+
+
+@dataclass
+class BuiltModel:
+    model: nn.Module
+    key: str
+    sha256: str
+    params: dict[str, Any]
+    info: PluginInfo
+    cached: bool
+
+
+@dataclass
+class PairingOutcome:
+    """A stored run and whether it was reused from an earlier identical command."""
+
+    run: Run
+    reused: bool
+    attack: str
+    defense: str
+    threat: ThreatModel
+
+    @property
+    def ok(self) -> bool:
+        return self.run.status == "ok"
+
+
+@dataclass
+class Runner:
+    store: Store
+    registry: Registry
+    home: Path
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    reporter: Reporter = field(default_factory=quiet)
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        self.cache = ModelCache(self.store, self.home / "models", self.reporter)
+        self._datasets: dict[str, LoadedDataset] = {}
+        self._models: dict[str, BuiltModel] = {}
+        self._failures: dict[str, BaseException] = {}
+
+    # -- datasets and models ----------------------------------------------------------------
+
+    def dataset(self, name: str) -> LoadedDataset:
+        if name not in self._datasets:
+            info = self.registry.get("dataset", name)
+            plugin = info.create()
+            splits = plugin.load()
+            plugin.check_splits(splits)
+            content_hash = splits.content_hash()
+            on_device = Splits(*(t.to(self.device) for t in (splits.x_train, splits.y_train, splits.x_test, splits.y_test)))
+            self._datasets[name] = LoadedDataset(info, plugin, on_device, content_hash)
+        return self._datasets[name]
+
+    def _context(self, data: LoadedDataset, seed: int, label: str) -> BuildContext:
+        def trained_defense(name: str, **params: Any) -> nn.Module:
+            return self.defense_model(self.registry.get("defense", name), params, data, seed).model
+
+        return BuildContext(data.plugin, data.splits, self.device, seed, self.reporter, trained_defense, label)
+
+    def defense_identity(
+        self, info: PluginInfo, overrides: dict[str, Any], data: LoadedDataset, seed: int
+    ) -> tuple[Defense, dict[str, Any], str]:
+        """The defense instance, its resolved hyperparameters and its model key."""
+        defense: Defense = info.create(overrides)  # type: ignore[assignment]
+        defense.resolve(data.plugin)
+        params = defense.hyperparameters()
+        identity = {
+            "kind": "defense",
+            "name": info.name,
+            "package": info.source.package,
+            "version": info.source.version,
+            "params": params,
+            "dataset": data.info.name,
+            "dataset_hash": data.content_hash,
+            "seed": seed,
+            "arena": _arena_version(),
+        }
+        return defense, params, stable_hash(identity)
+
+    def defense_model(self, info: PluginInfo, overrides: dict[str, Any], data: LoadedDataset, seed: int) -> BuiltModel:
+        """The trained model of a defense, from the cache when a verified checkpoint exists."""
+        defense, params, key = self.defense_identity(info, overrides, data, seed)
+        if key in self._failures:  # a defense that failed to build fails every pairing the same way
+            raise self._failures[key]
+        if key not in self._models:
+            ctx = self._context(data, seed, f"{info.name} on {data.info.name}")
+
+            def build() -> nn.Module:
+                torch.manual_seed(seed)
+                model = defense.build(data.plugin, ctx)
+                if not isinstance(model, nn.Module):
+                    raise PluginError(f"defense {info.name!r} build() returned {type(model).__name__}, not an nn.Module")
+                return model.to(self.device)
+
+            def train(model: nn.Module) -> Any:
+                torch.manual_seed(seed)
+                return defense.train(model, ctx)
+
+            meta = {"defense": info.name, "source": _source(info), "params": params, "dataset": data.info.name, "seed": seed}
+            try:
+                built = self.cache.get(key, "defense", info.name, build, train, meta)
+            except Exception as exc:
+                self._failures[key] = exc
+                raise
+            self._models[key] = BuiltModel(_freeze(built.model), key, built.sha256, params, info, built.cached)
+        return self._models[key]
+
+    def surrogates(self, architectures: tuple[str, ...], data: LoadedDataset, seed: int) -> dict[str, nn.Module]:
+        """Surrogate classifiers for zero-query attacks, trained by the host on the training split."""
+        models = {}
+        for position, architecture in enumerate(architectures):
+            surrogate_seed = seed + SURROGATE_SEED_OFFSET + position
+            identity = {
+                "kind": "surrogate",
+                "architecture": architecture,
+                "recipe": SURROGATE_RECIPE,
+                "dataset": data.info.name,
+                "dataset_hash": data.content_hash,
+                "seed": surrogate_seed,
+                "arena": _arena_version(),
+            }
+            key = stable_hash(identity)
+            if key not in self._models:
+
+                def build(architecture: str = architecture, surrogate_seed: int = surrogate_seed) -> nn.Module:
+                    torch.manual_seed(surrogate_seed)
+                    return build_classifier(architecture, data.plugin.shape, data.plugin.classes).to(self.device)
+
+                def train(model: nn.Module, architecture: str = architecture, surrogate_seed: int = surrogate_seed) -> Any:
+                    return fit_classifier(
+                        model,
+                        data.splits,
+                        seed=surrogate_seed,
+                        reporter=self.reporter,
+                        description=f"training surrogate {architecture}",
+                        **SURROGATE_RECIPE,
+                    )
+
+                built = self.cache.get(key, "surrogate", architecture, build, train, identity)
+                self._models[key] = BuiltModel(_freeze(built.model), key, built.sha256, {}, None, built.cached)  # type: ignore[arg-type]
+            models[architecture] = self._models[key].model
+        return models
+
+    # -- robustness track -------------------------------------------------------------------
+
+    def robustness(
+        self,
+        dataset: str,
+        attacks: list[str],
+        defenses: list[str],
+        threats: list[ThreatModel] | None = None,
+        settings: Settings = Settings(),
+        params: dict[str, dict[str, Any]] | None = None,
+    ) -> list[PairingOutcome]:
+        """Evaluate every attack against every defense under every threat model."""
+        params = params or {}
+        data = self.dataset(dataset)
+        threats = threats or [data.plugin.default_threat]
+        for threat in threats:
+            threat.check_for_shape(data.plugin.shape)
+        n_test = len(data.splits.y_test)
+        n = settings.n if settings.n is not None else n_test
+        if not 1 <= n <= n_test:
+            raise InvalidInputError(f"--n {n} is outside 1..{n_test}, the size of {dataset}'s test split")
+        if settings.batch_size < 1:
+            raise InvalidInputError("--batch-size must be at least 1")
+        if settings.query_budget < 1:
+            raise InvalidInputError("--queries must be at least 1")
+        attack_infos = self.registry.resolve("attack", attacks)
+        defense_infos = self.registry.resolve("defense", defenses)
+        pairings = _compatible(attack_infos, threats, explicit="all" not in attacks, reporter=self.reporter)
+        for info in attack_infos:  # bad hyperparameters fail before any training starts
+            info.create(params.get(info.name))
+        for info in defense_infos:
+            self.defense_identity(info, params.get(info.name, {}), data, settings.seed)
+        outcomes = []
+        for defense_info in defense_infos:
+            for attack_info, threat in pairings:
+                outcomes.append(
+                    self._pairing(data, defense_info, attack_info, threat, n, settings, params)
+                )
+        return outcomes
+
+    def _pairing(
+        self,
+        data: LoadedDataset,
+        defense_info: PluginInfo,
+        attack_info: PluginInfo,
+        threat: ThreatModel,
+        n: int,
+        settings: Settings,
+        params: dict[str, dict[str, Any]],
+    ) -> PairingOutcome:
+        attack: Attack = attack_info.create(params.get(attack_info.name))  # type: ignore[assignment]
+        attack.resolve(data.plugin)
+        attack_params = attack.hyperparameters()
+        label = dict(attack=attack_info.name, defense=defense_info.name, threat=threat)
+        started = time.perf_counter()
+        _, defense_params, defense_key = self.defense_identity(
+            defense_info, params.get(defense_info.name, {}), data, settings.seed
+        )
+        query_attack = attack.access in (Access.SCORE_QUERY, Access.LABEL_QUERY)
+        identity = {
+            "track": "robustness",
+            "defense_key": defense_key,
+            "attack": attack_info.name,
+            "attack_package": attack_info.source.package,
+            "attack_version": attack_info.source.version,
+            "attack_params": attack_params,
+            "threat": [threat.norm, threat.eps, threat.targeted],
+            "n": n,
+            "seed": settings.seed,
+            "query_budget": settings.query_budget if query_attack else None,
+            "arena": _arena_version(),
+        }
+        key = stable_hash(identity)
+        if not self.force:
+            existing = self.store.find_run(key)
+            if existing is not None:
+                return PairingOutcome(existing, True, **label)
+
+        run = Run(
+            key=key,
+            track="robustness",
+            created_at=datetime.now(timezone.utc),
+            dataset=data.info.name,
+            dataset_hash=data.content_hash,
+            seed=settings.seed,
+            n=n,
+            device=str(self.device),
+            flags=[],
+        )
+        result = RobustnessResult(
+            attack=attack_info.name,
+            attack_package=attack_info.source.package,
+            attack_version=attack_info.source.version,
+            attack_access=str(Access(attack.access)),
+            attack_params=attack_params,
+            defense=defense_info.name,
+            defense_package=defense_info.source.package,
+            defense_version=defense_info.source.version,
+            defense_params=defense_params,
+            defense_key=defense_key,
+            norm=threat.norm,
+            eps=threat.eps,
+            targeted=threat.targeted,
+            query_budget=settings.query_budget if query_attack else None,
+        )
+        run.robustness = result
+        run.provenance = {
+            **environment(self.device),
+            "seed": settings.seed,
+            "batch_size": settings.batch_size,
+            "dataset_hash": data.content_hash,
+            "checkpoint_sha256": None,
+            "plugins": {
+                "dataset": _source(data.info),
+                "attack": _source(attack_info),
+                "defense": _source(defense_info),
+            },
+        }
+        failing = defense_info
+        try:
+            built = self.defense_model(defense_info, params.get(defense_info.name, {}), data, settings.seed)
+            run.provenance["checkpoint_sha256"] = built.sha256
+            failing = attack_info
+            samples, metrics = self._evaluate(data, built.model, attack, threat, n, settings, attack_info.name, defense_info.name)
+        except RefusedResult as exc:
+            run.status, run.error = "refused", f"{attack_info.name}: {exc}"
+        except ArenaError as exc:
+            run.status, run.error = "error", f"{failing.kind} {failing.name}: {exc}"
+        except Exception as exc:  # a plugin that raises marks only its own pairing as failed
+            run.status = "error"
+            run.error = (
+                f"{failing.kind} {failing.name} ({failing.source}) raised {type(exc).__name__}: {exc}\n"
+                + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            )
+        else:
+            run.status = "ok"
+            run.samples = samples
+            for name, value in metrics.items():
+                setattr(result, name, value)
+        run.duration_s = time.perf_counter() - started
+        stored = self.store.save_run(run)
+        return PairingOutcome(stored, stored is not run, **label)
+
+    def _evaluate(
+        self,
+        data: LoadedDataset,
+        model: nn.Module,
+        attack: Attack,
+        threat: ThreatModel,
+        n: int,
+        settings: Settings,
+        attack_name: str,
+        defense_name: str,
+    ) -> tuple[list[Sample], dict[str, Any]]:
+        x_all, y_all = data.splits.x_test[:n], data.splits.y_test[:n]
+        clean_pred = predict(model, x_all, settings.batch_size)
+        correct = clean_pred == y_all
+        targets = choose_targets(y_all, data.plugin.classes, settings.seed).to(self.device) if threat.targeted else None
+        x_adv_all = x_all.clone()
+        queries = torch.zeros(n, dtype=torch.long) if attack.access in (Access.SCORE_QUERY, Access.LABEL_QUERY) else None
+        counter = PassCounter()
+        transfer_models = (
+            self.surrogates(attack.surrogate_architectures(), data, settings.seed)
+            if attack.access == Access.ZERO_QUERY
+            else {}
+        )
+        attacked = correct.nonzero().flatten()  # only clean-correct points are attacked
+        batches = [attacked[i : i + settings.batch_size] for i in range(0, len(attacked), settings.batch_size)]
+        torch.manual_seed(settings.seed)
+        with self.reporter.task(f"{attack_name} → {defense_name} ({threat})", total=max(len(batches), 1)) as advance:
+            for index in batches:
+                x, y = x_all[index], y_all[index]
+                access = self._access(attack, model, len(index), settings.query_budget, counter, transfer_models)
+                x_adv = attack.perturb(access, x, y, threat, None if targets is None else targets[index])
+                x_adv_all[index] = check_adversarial(x, x_adv, threat)
+                if queries is not None:
+                    queries[index.cpu()] = access.queries
+                advance()
+        adv_pred = predict(model, x_adv_all, settings.batch_size)
+        goal = (adv_pred == targets) if targets is not None else (adv_pred != y_all)
+        success = correct & goal
+        robust = correct & (adv_pred == y_all)
+        linf, l2 = perturbation_norms(x_all, x_adv_all)
+
+        to_list = lambda t: t.cpu().tolist()  # noqa: E731
+        samples = [
+            Sample(
+                index=i,
+                label=label,
+                target=target,
+                clean_pred=cp,
+                adv_pred=ap,
+                clean_correct=cc,
+                success=s,
+                robust=r,
+                linf=li,
+                l2=l2_,
+                queries=q,
+            )
+            for i, label, target, cp, ap, cc, s, r, li, l2_, q in zip(
+                range(n),
+                to_list(y_all),
+                to_list(targets) if targets is not None else [None] * n,
+                to_list(clean_pred),
+                to_list(adv_pred),
+                to_list(correct),
+                to_list(success),
+                to_list(robust),
+                to_list(linf),
+                to_list(l2),
+                to_list(queries) if queries is not None else [None] * n,
+            )
+        ]
+        metrics = robustness_metrics(correct, success, robust, linf, l2, queries, counter)
+        return samples, metrics
+
+    def _access(
+        self,
+        attack: Attack,
+        model: nn.Module,
+        batch: int,
+        budget: int,
+        counter: PassCounter,
+        surrogates: dict[str, nn.Module],
+    ) -> Any:
+        access = Access(attack.access)
+        if access == Access.WHITE_BOX:
+            return WhiteBox(model, counter)
+        if access == Access.SCORE_QUERY:
+            return ScoreOracle(model, batch, budget)
+        if access == Access.LABEL_QUERY:
+            return LabelOracle(model, batch, budget)
+        return TransferAccess({name: WhiteBox(m, counter) for name, m in surrogates.items()})
+
+
+def robustness_metrics(
+    correct: torch.Tensor,
+    success: torch.Tensor,
+    robust: torch.Tensor,
+    linf: torch.Tensor,
+    l2: torch.Tensor,
+    queries: torch.Tensor | None,
+    counter: PassCounter,
+) -> dict[str, Any]:
+    """Accuracy, success rate and perturbation sizes from per-sample outcomes.
+
+    Robust accuracy counts a sample only if it is classified correctly both before and after
+    the attack; the success rate is over clean-correct samples; perturbation sizes are over
+    successful samples.
+    """
+    n_correct = int(correct.sum())
+    won = success.nonzero().flatten()
+    attacked = correct.nonzero().flatten().cpu()
+
+    def stat(values: torch.Tensor, fn: str) -> float | None:
+        if len(won) == 0:
+            return None
+        picked = values[won].double()
+        return float(picked.mean() if fn == "mean" else picked.median())
+
+    return {
+        "clean_accuracy": float(correct.double().mean()),
+        "robust_accuracy": float(robust.double().mean()),
+        "attack_success_rate": float(success.sum()) / n_correct if n_correct else None,
+        "mean_linf": stat(linf, "mean"),
+        "median_linf": stat(linf, "median"),
+        "mean_l2": stat(l2, "mean"),
+        "median_l2": stat(l2, "median"),
+        "queries_mean": float(queries[attacked].double().mean()) if queries is not None and len(attacked) else None,
+        "queries_max": int(queries.max()) if queries is not None and len(queries) else None,
+        "forward_passes": counter.forward,
+        "backward_passes": counter.backward,
+    }
+
+
+def _compatible(
+    attacks: list[PluginInfo], threats: list[ThreatModel], explicit: bool, reporter: Reporter
+) -> list[tuple[PluginInfo, ThreatModel]]:
+    """Pairs of attack and threat model the attack supports; an explicitly named attack that
+    cannot run under a requested threat model is an error, one selected by ``all`` is skipped."""
+    pairs = []
+    for info in attacks:
+        cls: type[Attack] = info.cls  # type: ignore[assignment]
+        for threat in threats:
+            problem = None
+            if threat.norm not in cls.norms:
+                problem = f"does not support norm {threat.norm} (it supports {', '.join(cls.norms)})"
+            elif threat.targeted and not cls.supports_targeted:
+                problem = "has no targeted mode"
+            elif not threat.targeted and not cls.supports_untargeted:
+                problem = "is targeted only: add --targeted"
+            if problem is None:
+                pairs.append((info, threat))
+            elif explicit:
+                raise InvalidInputError(f"attack {info.name!r} {problem}")
+            else:
+                reporter.log(f"skipping attack {info.name}: it {problem}")
+    if not pairs:
+        raise InvalidInputError("no attack can run under the requested threat model")
+    return pairs
+
+
+def _freeze(model: nn.Module) -> nn.Module:
+    """Eval mode and no weight gradients: attacks need input gradients only."""
+    model.eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model
+
+
+def _source(info: PluginInfo) -> dict[str, str]:
+    return {"name": info.name, "package": info.source.package, "version": info.source.version}
+
+
+def _arena_version() -> str:
+    import arena
+
+    return arena.__version__

@@ -1,0 +1,142 @@
+"""Training: the context handed to defenses and generators, and the host's classifier loop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .models import DEFAULT_ARCHITECTURE, build_classifier
+from .progress import Reporter, quiet
+
+if TYPE_CHECKING:
+    from .dataset import Dataset, Splits
+
+#: ``loss(model, x, y) -> scalar`` for one training batch.
+BatchLoss = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def cross_entropy_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Plain training: the mean cross-entropy of the batch."""
+    return F.cross_entropy(model(x), y)
+
+
+@dataclass
+class BuildContext:
+    """What a defense or generator gets while it is built and trained.
+
+    ``splits`` are already on ``device``. ``trained_defense(name, **params)`` returns the
+    trained model of another defense (from the cache when possible), for defenses that wrap
+    one.
+    """
+
+    dataset: "Dataset"
+    splits: "Splits"
+    device: torch.device
+    seed: int
+    reporter: Reporter = field(default_factory=quiet)
+    trained_defense: Callable[..., nn.Module] | None = None
+    label: str = ""
+
+    def default_classifier(self, architecture: str = DEFAULT_ARCHITECTURE) -> nn.Module:
+        """The host's classifier for this dataset's shape (see :mod:`arena.models`)."""
+        return build_classifier(architecture, self.dataset.shape, self.dataset.classes)
+
+    def generator(self, offset: int = 0) -> torch.Generator:
+        """A CPU random generator seeded from the run seed (plus ``offset``)."""
+        return torch.Generator().manual_seed(self.seed + offset)
+
+    def fit(
+        self,
+        model: nn.Module,
+        *,
+        epochs: int,
+        lr: float,
+        batch_size: int,
+        loss: BatchLoss = cross_entropy_loss,
+        weight_decay: float = 0.0,
+        epoch_metrics: Callable[[nn.Module], dict[str, float]] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Train a classifier with Adam; see :func:`fit_classifier`."""
+        return fit_classifier(
+            model,
+            self.splits,
+            epochs=epochs,
+            lr=lr,
+            batch_size=batch_size,
+            seed=self.seed,
+            loss=loss,
+            weight_decay=weight_decay,
+            reporter=self.reporter,
+            description=f"training {self.label}".strip(),
+            epoch_metrics=epoch_metrics,
+        )
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
+    """Top-1 accuracy of ``model`` on ``(x, y)``, evaluated in batches without gradients."""
+    if len(x) == 0:
+        return float("nan")
+    was_training = model.training
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for start in range(0, len(x), batch_size):
+            logits = model(x[start : start + batch_size])
+            correct += int((logits.argmax(1) == y[start : start + batch_size]).sum())
+    model.train(was_training)
+    return correct / len(x)
+
+
+def fit_classifier(
+    model: nn.Module,
+    splits: "Splits",
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    loss: BatchLoss = cross_entropy_loss,
+    weight_decay: float = 0.0,
+    reporter: Reporter | None = None,
+    description: str = "training",
+    epoch_metrics: Callable[[nn.Module], dict[str, float]] | None = None,
+) -> list[dict[str, Any]]:
+    """Mini-batch Adam on the training split, shuffled by a generator seeded with ``seed``.
+
+    Returns one record per epoch: mean training loss, training-batch accuracy, test accuracy,
+    plus whatever ``epoch_metrics(model)`` adds (robust accuracy, say).
+    """
+    reporter = reporter or quiet()
+    x, y = splits.x_train, splits.y_train
+    shuffle = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    history: list[dict[str, Any]] = []
+    with reporter.task(description, total=epochs) as advance:
+        for epoch in range(epochs):
+            model.train()
+            order = torch.randperm(len(x), generator=shuffle).to(x.device)
+            total_loss, seen = 0.0, 0
+            for start in range(0, len(x), batch_size):
+                index = order[start : start + batch_size]
+                value = loss(model, x[index], y[index])
+                optimizer.zero_grad(set_to_none=True)
+                value.backward()
+                optimizer.step()
+                total_loss += float(value.detach()) * len(index)
+                seen += len(index)
+            model.eval()
+            record: dict[str, Any] = {
+                "epoch": epoch + 1,
+                "loss": total_loss / seen,
+                "test_accuracy": accuracy(model, splits.x_test, splits.y_test),
+            }
+            if epoch_metrics is not None:
+                record.update(epoch_metrics(model))
+            history.append(record)
+            advance(status=f"loss {record['loss']:.3f} test acc {record['test_accuracy']:.3f}")
+    model.eval()
+    return history

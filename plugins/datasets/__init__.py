@@ -1,0 +1,1 @@
+"""Built-in datasets: shipped inside installed packages, never downloaded."""

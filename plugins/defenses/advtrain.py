@@ -1,0 +1,62 @@
+"""FGSM adversarial training (Goodfellow et al. 2015), eq. 8.3 of the lecture notes."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+import arena
+from arena import Defense
+
+
+def fgsm_objective(model, x, y, alpha: float, eps: float) -> torch.Tensor:
+    """alpha * J(theta, x, y) + (1 - alpha) * J(theta, x + eps * sign(grad_x J(theta, x, y)), y).
+
+    The adversarial example is regenerated from the current weights at every step and treated
+    as a constant input (no gradient flows through its construction), as in the paper.
+    """
+    x = x.detach().requires_grad_(True)
+    clean_loss = F.cross_entropy(model(x), y)
+    (grad,) = torch.autograd.grad(clean_loss, x, retain_graph=True)
+    x_adv = (x + eps * grad.sign()).clamp(0.0, 1.0).detach()
+    return alpha * clean_loss + (1.0 - alpha) * F.cross_entropy(model(x_adv), y)
+
+
+class AdvTrain(Defense):
+    """FGSM adversarial training: alpha * J(x) + (1 - alpha) * J(x + eps * sign(grad_x J))."""
+
+    name = "advtrain"
+
+    def __init__(
+        self,
+        alpha: float = 0.5,
+        eps: float | None = None,
+        architecture: str = "cnn",
+        epochs: int = 20,
+        lr: float = 1e-3,
+        batch_size: int = 64,
+    ):
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        self.alpha = alpha
+        self.eps = eps  # None: the dataset's default eps (resolved before anything is recorded)
+        self.architecture = architecture
+        self.epochs = epochs
+        self.lr = lr
+        self.batch_size = batch_size
+
+    def resolve(self, dataset):
+        if self.eps is None:
+            self.eps = dataset.default_threat.eps
+
+    def build(self, dataset, ctx):
+        return ctx.default_classifier(self.architecture)
+
+    def train(self, model, ctx):
+        loss = lambda model, x, y: fgsm_objective(model, x, y, self.alpha, self.eps)  # noqa: E731
+        return ctx.fit(model, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, loss=loss)
+
+
+@arena.hookimpl
+def register_defenses(register):
+    register(AdvTrain)

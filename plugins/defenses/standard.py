@@ -1,0 +1,29 @@
+"""Plain training: the undefended baseline."""
+
+from __future__ import annotations
+
+import arena
+from arena import Defense
+
+
+class Standard(Defense):
+    """Standard training with Adam on the clean training split (the undefended baseline)."""
+
+    name = "standard"
+
+    def __init__(self, architecture: str = "cnn", epochs: int = 20, lr: float = 1e-3, batch_size: int = 64):
+        self.architecture = architecture
+        self.epochs = epochs
+        self.lr = lr
+        self.batch_size = batch_size
+
+    def build(self, dataset, ctx):
+        return ctx.default_classifier(self.architecture)
+
+    def train(self, model, ctx):
+        return ctx.fit(model, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size)
+
+
+@arena.hookimpl
+def register_defenses(register):
+    register(Standard)

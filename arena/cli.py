@@ -1,0 +1,376 @@
+"""The ``arena`` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from typing import Any
+
+import click
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .errors import ArenaError, InvalidInputError
+from .plugins import Registry, get_registry
+
+stdout = Console(soft_wrap=False)
+stderr = Console(stderr=True)
+
+
+class ArenaGroup(click.Group):
+    """Turns Arena errors into one line (``Error: ...``); ``--debug`` shows the traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except ArenaError as exc:
+            if ctx.meta.get("arena.debug"):
+                raise
+            raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            raise click.Abort() from None
+        except Exception as exc:
+            if ctx.meta.get("arena.debug"):
+                raise
+            raise click.ClickException(
+                f"unexpected {type(exc).__name__}: {exc} (run again with --debug for the traceback)"
+            ) from None
+
+
+def _debug_flag(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    ctx.meta["arena.debug"] = value
+    return value
+
+
+@click.group(cls=ArenaGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, expose_value=False, is_eager=True, callback=_debug_flag,
+              help="Show full tracebacks instead of one-line errors.")
+@click.version_option(__version__, package_name="arena-bench", prog_name="arena")
+def cli() -> None:
+    """Arena: adversarial attacks against defenses, generative models against each other."""
+
+
+db_option = click.option(
+    "--db", "db_url", metavar="URL", default=None,
+    help="SQLAlchemy URL or SQLite file of the results database (default: $ARENA_DB, else "
+    "arena.db in $ARENA_HOME).",
+)
+
+
+def _registry() -> Registry:
+    registry = get_registry()
+    return registry
+
+
+def _warn_problems(registry: Registry) -> None:
+    for problem in registry.problems:
+        stderr.print(f"[yellow]warning:[/] plugin not loaded: {problem}", highlight=False)
+
+
+def _store(db_url: str | None):
+    from .config import database_url
+    from .store import open_store
+
+    return open_store(database_url(db_url))
+
+
+def _split(values: tuple[str, ...]) -> list[str]:
+    """Repeatable options that also accept comma-separated lists."""
+    return [item.strip() for value in values for item in value.split(",") if item.strip()]
+
+
+def _parse_eps(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    values = []
+    for item in text.split(","):
+        item = item.strip()
+        try:
+            values.append(float(item))
+        except ValueError:
+            raise InvalidInputError(f"--eps {text!r}: {item!r} is not a number (use e.g. --eps 0.1,0.2)") from None
+    if not values:
+        raise InvalidInputError("--eps needs at least one value")
+    return values
+
+
+def _parse_params(values: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    params: dict[str, dict[str, Any]] = {}
+    for item in values:
+        name_key, sep, raw = item.partition("=")
+        name, dot, key = name_key.partition(".")
+        if not sep or not dot or not name or not key:
+            raise InvalidInputError(f"--param {item!r}: use PLUGIN.NAME=VALUE, e.g. -p advtrain.alpha=0.3")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        params.setdefault(name.strip(), {})[key.strip()] = value
+    return params
+
+
+@cli.command()
+@click.option("--attack", "-a", "attacks", multiple=True, metavar="NAME", help="Attack(s) to run; 'all' for every one.")
+@click.option("--defense", "-d", "defenses", multiple=True, metavar="NAME", help="Defense(s) to attack; 'all' for every one.")
+@click.option("--dataset", default="digits", show_default=True, help="Dataset plugin.")
+@click.option("--norm", type=click.Choice(["linf", "l2"]), default=None, help="Threat model norm (default: the dataset's).")
+@click.option("--eps", "eps_text", default=None, metavar="E[,E2..]", help="Perturbation budget(s) (default: the dataset's).")
+@click.option("--targeted", is_flag=True, help="Targeted attacks: the host picks a seeded target class per sample.")
+@click.option("--n", type=int, default=None, help="Number of test points (default: the whole test split).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for training, targets and attacks.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
+@click.option("--batch-size", type=int, default=256, show_default=True, help="Attack batch size.")
+@click.option("--queries", "query_budget", type=int, default=5000, show_default=True,
+              help="Query budget per sample for score- and label-query attacks.")
+@click.option("--param", "-p", "param_items", multiple=True, metavar="PLUGIN.NAME=VALUE",
+              help="Set a plugin hyperparameter, e.g. -p advtrain.alpha=0.3 (repeatable).")
+@click.option("--force", is_flag=True, help="Recompute even when an identical result is stored.")
+@db_option
+def run(attacks, defenses, dataset, norm, eps_text, targeted, n, seed, device, batch_size, query_budget,
+        param_items, force, db_url) -> None:
+    """Evaluate attacks against defenses and store the results."""
+    from .config import home
+    from .progress import Reporter
+    from .runner import Runner, Settings, resolve_device
+    from .threat import ThreatModel
+
+    attack_names, defense_names = _split(attacks), _split(defenses)
+    if not attack_names or not defense_names:
+        raise InvalidInputError("nothing to run: pass --attack and --defense (e.g. arena run --attack fgsm --defense advtrain)")
+    eps_values = _parse_eps(eps_text)
+    params = _parse_params(param_items)
+    registry = _registry()
+    _warn_problems(registry)
+    data_plugin = registry.get("dataset", dataset).cls
+    default = data_plugin.default_threat
+    chosen_norm = norm or default.norm
+    if eps_values is None:
+        if chosen_norm != default.norm:
+            raise InvalidInputError(f"--norm {chosen_norm} needs --eps: {dataset}'s default eps is for {default.norm}")
+        eps_values = [default.eps]
+    threats = [ThreatModel(chosen_norm, eps, targeted) for eps in eps_values]
+    torch_device = resolve_device(device)
+    store = _store(db_url)
+
+    with Reporter(stderr) as reporter:
+        runner = Runner(store, registry, home(), torch_device, reporter, force=force)
+        outcomes = runner.robustness(
+            dataset, attack_names, defense_names, threats,
+            Settings(seed=seed, n=n, batch_size=batch_size, query_budget=query_budget), params,
+        )
+    stdout.print(_summary(outcomes))
+    failed = [o for o in outcomes if not o.ok]
+    for outcome in failed:
+        first = (outcome.run.error or "").splitlines()[0]
+        stderr.print(f"[red]{outcome.run.status}:[/] {outcome.attack} vs {outcome.defense} ({outcome.threat}): "
+                     f"{first} (details: arena show {outcome.run.id})", highlight=False)
+    if failed:
+        sys.exit(1)
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f}%"
+
+
+def _threat_label(norm: str, eps: float, targeted: bool) -> str:
+    return f"{norm} {eps:g}" + (" T" if targeted else "")
+
+
+def _summary(outcomes) -> Table:
+    table = Table(title="Results", title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
+                  pad_edge=False, collapse_padding=True)
+    for name in ["run", "attack", "defense", "threat", "clean", "robust", "success", "size", "time", ""]:
+        table.add_column(name, justify="left" if name in ("attack", "defense", "threat", "") else "right",
+                         no_wrap=True)
+    for outcome in outcomes:
+        run, result = outcome.run, outcome.run.robustness
+        size = result.mean_linf if result.norm == "linf" else result.mean_l2
+        note = "reused" if outcome.reused else ""
+        if not outcome.ok:
+            note = f"[red]{run.status}[/]"
+        table.add_row(
+            str(run.id), result.attack, result.defense, _threat_label(result.norm, result.eps, result.targeted),
+            _pct(result.clean_accuracy), _pct(result.robust_accuracy), _pct(result.attack_success_rate),
+            "—" if size is None else f"{size:.3f}", f"{run.duration_s:.1f}s", note,
+        )
+    return table
+
+
+@cli.command()
+@click.option("--dataset", default=None, help="Only this dataset.")
+@click.option("--format", "fmt", type=click.Choice(["table", "md", "csv", "json"]), default="table", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write to this file instead of standard output.")
+@db_option
+def leaderboard(dataset, fmt, output, db_url) -> None:
+    """Show the leaderboard: defenses by worst-case robust accuracy, attacks by success rate."""
+    from arena_leaderboard import render_csv, render_json, render_markdown, render_rich, robustness_boards, views
+
+    from .results import robustness_rows
+
+    store = _store(db_url)
+    rows = robustness_rows(store, _registry(), dataset=dataset)
+    outcomes = store.sample_outcomes([row["run_id"] for row in rows])
+    board_views = views(robustness_boards(rows, outcomes))
+    if fmt == "table":
+        if not board_views:
+            stdout.print("No results yet: run e.g. `arena run --attack fgsm --defense advtrain`.")
+            return
+        console = Console(file=open(output, "w", encoding="utf-8"), width=120) if output else stdout
+        for table in render_rich(board_views):
+            console.print(table)
+            console.print()
+        return
+    text = {"md": render_markdown, "csv": render_csv, "json": render_json}[fmt](board_views)
+    _emit(text, output)
+
+
+def _emit(text: str, output: str | None) -> None:
+    if output:
+        with open(output, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    else:
+        click.echo(text, nl=not text.endswith("\n"))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Every stored result as a flat JSON list.")
+@click.option("--all", "include_failed", is_flag=True, help="Include errored and refused runs.")
+@click.option("--dataset", default=None, help="Only this dataset.")
+@db_option
+def results(as_json, include_failed, dataset, db_url) -> None:
+    """List stored results."""
+    from .results import robustness_rows
+
+    rows = robustness_rows(_store(db_url), _registry(), dataset=dataset, include_failed=include_failed or as_json)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title="Stored results", title_justify="left", header_style="bold", box=box.SIMPLE_HEAD)
+    for name in ["run", "status", "dataset", "attack", "defense", "threat", "n", "clean", "robust", "success"]:
+        table.add_column(name)
+    for row in rows:
+        threat = _threat_label(row["norm"], row["eps"], row["targeted"])
+        table.add_row(str(row["run_id"]), row["status"], row["dataset"], row["attack_label"], row["defense_label"],
+                      threat, str(row["n"]), _pct(row["clean_accuracy"]), _pct(row["robust_accuracy"]),
+                      _pct(row["attack_success_rate"]))
+    stdout.print(table)
+
+
+@cli.command()
+@click.argument("run_id", type=int)
+@db_option
+def show(run_id, db_url) -> None:
+    """Show one run in detail."""
+    from .results import robustness_row
+
+    store = _store(db_url)
+    run = store.get_run(run_id)
+    if run is None:
+        raise InvalidInputError(f"no run {run_id} in the database: list them with `arena results`")
+    row = robustness_row(run, _registry())
+    table = Table(show_header=False, title=f"Run {run_id}", title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    skip = {"provenance", "error"}
+    for key, value in row.items():
+        if key in skip:
+            continue
+        if isinstance(value, float):
+            value = f"{value:.6g}"
+        elif isinstance(value, (dict, list)):
+            value = json.dumps(value)
+        table.add_row(key, "—" if value is None else str(value))
+    stdout.print(table)
+    provenance = Table(show_header=False, title="Provenance", title_justify="left")
+    provenance.add_column(style="bold")
+    provenance.add_column()
+    for key, value in (run.provenance or {}).items():
+        provenance.add_row(key, json.dumps(value) if isinstance(value, (dict, list)) else str(value))
+    stdout.print(provenance)
+    if run.samples:
+        attacked = [s for s in run.samples if s.clean_correct]
+        fooled = [s for s in attacked if s.success]
+        stdout.print(f"Samples: {len(run.samples)} evaluated, {len(attacked)} clean-correct and attacked, "
+                     f"{len(fooled)} fooled.")
+    if run.error:
+        stdout.print(f"[red]{run.status}[/]:", highlight=False)
+        stdout.print(run.error, highlight=False, markup=False)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--verbose", "-v", is_flag=True, help="Also show each plugin's one-line description.")
+def plugins(as_json, verbose) -> None:
+    """List installed attacks, defenses, generators and datasets, and plugins that failed to load."""
+    registry = _registry()
+    entries = [info.as_dict() for info in registry.all()]
+    problems = [
+        {"package": p.package, "version": p.version, "entry_point": p.entry_point, "error": p.error}
+        for p in registry.problems
+    ]
+    if as_json:
+        click.echo(json.dumps({"plugins": entries, "problems": problems}, indent=2))
+        return
+    table = Table(title="Plugins", title_justify="left", header_style="bold", box=box.SIMPLE_HEAD)
+    for name in ["kind", "name", "package", "version", "capabilities"] + (["summary"] if verbose else []):
+        table.add_column(name, overflow="fold")
+    for entry in entries:
+        cells = [entry["kind"], entry["name"], entry["package"], entry["version"],
+                 _capabilities(entry["kind"], entry["capabilities"])]
+        table.add_row(*cells, *([entry["summary"]] if verbose else []))
+    stdout.print(table)
+    if problems:
+        broken = Table(title="Plugins that failed to load", title_justify="left", header_style="bold red")
+        for name in ["package", "version", "entry point", "error"]:
+            broken.add_column(name, overflow="fold")
+        for p in problems:
+            broken.add_row(p["package"], p["version"], p["entry_point"], p["error"])
+        stdout.print(broken)
+
+
+def _capabilities(kind: str, caps: dict[str, Any]) -> str:
+    if kind == "attack":
+        return f"{caps['access']}, {'/'.join(caps['norms'])}, {'/'.join(caps['modes'])}"
+    if kind == "defense":
+        return "deterministic" if caps.get("deterministic", True) else "randomized"
+    if kind == "generator":
+        return f"likelihood: {caps.get('likelihood') or 'none'}"
+    if kind == "dataset":
+        threat = caps["default_threat"]
+        return (f"{'x'.join(map(str, caps['shape']))}, {caps['classes']} classes, {caps['levels']} levels, "
+                f"{threat['norm']} {threat['eps']:g}")
+    return ", ".join(f"{k}: {v}" for k, v in caps.items())
+
+
+def _register_plugin_commands() -> None:
+    registry = get_registry()
+    if registry.manager is None:
+        return
+    for impl in registry.manager.hook.register_commands.get_hookimpls():
+        try:
+            impl.function(**({"cli": cli} if "cli" in impl.argnames else {}))
+        except Exception as exc:  # a broken plugin command must not break the CLI
+            stderr.print(f"[yellow]warning:[/] plugin {impl.plugin_name} failed to add commands: {exc}", highlight=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    try:
+        _register_plugin_commands()
+    except ArenaError as exc:
+        stderr.print(f"Error: {exc}", highlight=False, markup=False)
+        sys.exit(1)
+    except Exception:
+        traceback.print_exc()
+        sys.exit(1)
+    cli.main(args=argv, prog_name="arena")
+
+
+if __name__ == "__main__":
+    main()

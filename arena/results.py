@@ -1,0 +1,91 @@
+"""Stored runs as flat rows: the input of the leaderboard and of ``arena results --json``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import ArenaError
+from .plugins import Registry
+from .store import Run, Store
+
+
+def plugin_label(name: str, params: dict[str, Any], defaults: dict[str, Any] | None) -> str:
+    """``name``, or ``name(k=v, ...)`` listing the hyperparameters that differ from the defaults."""
+    if defaults is None:
+        return name
+    changed = {k: v for k, v in params.items() if k in defaults and _norm(defaults[k]) != _norm(v) and defaults[k] is not None}
+    if not changed:
+        return name
+    return f"{name}(" + ", ".join(f"{k}={v}" for k, v in sorted(changed.items())) + ")"
+
+
+def _norm(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _defaults(registry: Registry | None, kind: str, name: str) -> dict[str, Any] | None:
+    if registry is None:
+        return None
+    try:
+        return registry.get(kind, name).cls.parameter_defaults()
+    except ArenaError:
+        return None
+
+
+def robustness_row(run: Run, registry: Registry | None = None) -> dict[str, Any]:
+    """One flat record of a robustness run."""
+    result = run.robustness
+    if result is None:
+        raise ValueError(f"run {run.id} has no robustness result")
+    return {
+        "run_id": run.id,
+        "key": run.key,
+        "status": run.status,
+        "created_at": run.created_at.isoformat() if run.created_at else None,
+        "dataset": run.dataset,
+        "dataset_hash": run.dataset_hash,
+        "attack": result.attack,
+        "attack_label": plugin_label(result.attack, result.attack_params, _defaults(registry, "attack", result.attack)),
+        "attack_access": result.attack_access,
+        "attack_package": result.attack_package,
+        "attack_version": result.attack_version,
+        "attack_params": result.attack_params,
+        "defense": result.defense,
+        "defense_label": plugin_label(
+            result.defense, result.defense_params, _defaults(registry, "defense", result.defense)
+        ),
+        "defense_key": result.defense_key,
+        "defense_package": result.defense_package,
+        "defense_version": result.defense_version,
+        "defense_params": result.defense_params,
+        "norm": result.norm,
+        "eps": result.eps,
+        "targeted": result.targeted,
+        "n": run.n,
+        "seed": run.seed,
+        "clean_accuracy": result.clean_accuracy,
+        "robust_accuracy": result.robust_accuracy,
+        "attack_success_rate": result.attack_success_rate,
+        "mean_linf": result.mean_linf,
+        "median_linf": result.median_linf,
+        "mean_l2": result.mean_l2,
+        "median_l2": result.median_l2,
+        "queries": result.queries_mean,
+        "queries_max": result.queries_max,
+        "query_budget": result.query_budget,
+        "forward_passes": result.forward_passes,
+        "backward_passes": result.backward_passes,
+        "flags": run.flags or [],
+        "duration_s": run.duration_s,
+        "device": run.device,
+        "error": (run.error or "").splitlines()[0] if run.error else None,
+        "provenance": run.provenance,
+    }
+
+
+def robustness_rows(
+    store: Store, registry: Registry | None = None, dataset: str | None = None, include_failed: bool = False
+) -> list[dict[str, Any]]:
+    """Every stored robustness run as a flat row, oldest first."""
+    runs = store.runs(track="robustness", dataset=dataset, status=None if include_failed else "ok")
+    return [robustness_row(run, registry) for run in runs]

@@ -1,25 +1,32 @@
 """The model cache: trained weights as safetensors files, checked against a SHA-256 record.
 
-Files are written to a temporary name and renamed, so a crash never leaves a half-written
-checkpoint under a real name. Loading goes through safetensors only (no pickle), and a file
-whose hash differs from its database record is rejected and rebuilt with a warning.
+Each checkpoint ``KEY.safetensors`` has a record ``KEY.json`` beside it (its SHA-256, size,
+what produced it and the training history). Both are written to a temporary name and renamed,
+so a crash never leaves a half-written file under a real name. Loading goes through
+safetensors only (no pickle), and a file whose hash differs from its record is rejected and
+rebuilt with a warning. A lock per key makes concurrent processes build a model once.
+
+The cache lives in ``$ARENA_HOME/models``, apart from the results database: a results URL may
+point at a shared server while weights stay on the machine that uses them.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from filelock import FileLock
 from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 from torch import nn
 
 from .progress import Reporter
 from .provenance import file_sha256
-from .store import Store
 
 
 @dataclass
@@ -31,14 +38,39 @@ class CachedModel:
     history: list[dict[str, Any]] | None
 
 
+def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    """Write through ``write(temporary_path)``, fsync, then rename onto ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        write(temporary)
+        with open(temporary, "rb") as written:
+            os.fsync(written.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
 class ModelCache:
-    def __init__(self, store: Store, root: Path, reporter: Reporter) -> None:
-        self.store = store
+    """Trained models by key (a hash of everything that determines the weights)."""
+
+    def __init__(self, root: Path, reporter: Reporter) -> None:
         self.root = root
         self.reporter = reporter
 
-    def path(self, key: str) -> Path:
+    def weights_path(self, key: str) -> Path:
         return self.root / f"{key}.safetensors"
+
+    def record_path(self, key: str) -> Path:
+        return self.root / f"{key}.json"
+
+    def record(self, key: str) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.record_path(key).read_text())
+        except (OSError, ValueError):
+            return None
 
     def get(
         self,
@@ -50,49 +82,46 @@ class ModelCache:
         meta: dict[str, Any],
     ) -> CachedModel:
         """Load the model ``key`` if a verified checkpoint exists, else build, train and save it."""
-        model = build()
-        path = self.path(key)
-        record = self.store.checkpoint(key)
-        if record is not None and path.exists():
+        self.root.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.root / f".{key}.lock")):
+            model = build()
+            loaded = self._load(key, kind, name, model)
+            if loaded is not None:
+                return loaded
+            history = train(model)
+            path = self.weights_path(key)
+            _atomic_write(path, lambda temporary: save_model(model, temporary))
             digest = file_sha256(path)
-            if digest != record.sha256:
-                self.reporter.log(
-                    f"[yellow]warning:[/] checkpoint {path.name} ({kind} {name}) does not match its "
-                    "recorded SHA-256; rebuilding it"
-                )
-            else:
-                try:
-                    load_model(model, str(path), strict=True)
-                    return CachedModel(model, key, digest, True, record.meta.get("history"))
-                except (SafetensorError, RuntimeError, OSError) as exc:
-                    self.reporter.log(
-                        f"[yellow]warning:[/] checkpoint {path.name} ({kind} {name}) cannot be loaded "
-                        f"({exc}); rebuilding it"
-                    )
-        history = train(model)
-        digest = self._save(model, path)
-        self.store.save_checkpoint(
-            key=key,
-            kind=kind,
-            name=name,
-            path=str(path),
-            sha256=digest,
-            size=path.stat().st_size,
-            meta={**meta, "history": history},
-        )
-        return CachedModel(model, key, digest, False, history)
+            record = {
+                "key": key,
+                "kind": kind,
+                "name": name,
+                "sha256": digest,
+                "size": path.stat().st_size,
+                "created_at": datetime.now(timezone.utc).isoformat(),
+                "meta": meta,
+                "history": history,
+            }
+            text = json.dumps(record, indent=2, default=str)
+            _atomic_write(self.record_path(key), lambda temporary: Path(temporary).write_text(text))
+            return CachedModel(model, key, digest, False, history)
 
-    def _save(self, model: nn.Module, path: Path) -> str:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-        os.close(handle)
+    def _load(self, key: str, kind: str, name: str, model: nn.Module) -> CachedModel | None:
+        path, record = self.weights_path(key), self.record(key)
+        if record is None or not path.exists():
+            return None
+        digest = file_sha256(path)
+        if digest != record.get("sha256"):
+            self.reporter.log(
+                f"[yellow]warning:[/] checkpoint {path.name} ({kind} {name}) does not match its recorded "
+                "SHA-256; rebuilding it"
+            )
+            return None
         try:
-            save_model(model, temporary)
-            with open(temporary, "rb") as written:
-                os.fsync(written.fileno())
-            digest = file_sha256(Path(temporary))
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-        return digest
+            load_model(model, str(path), strict=True)
+        except (SafetensorError, RuntimeError, OSError) as exc:
+            self.reporter.log(
+                f"[yellow]warning:[/] checkpoint {path.name} ({kind} {name}) cannot be loaded ({exc}); rebuilding it"
+            )
+            return None
+        return CachedModel(model, key, digest, True, record.get("history"))

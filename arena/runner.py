@@ -116,7 +116,7 @@ class Runner:
     force: bool = False
 
     def __post_init__(self) -> None:
-        self.cache = ModelCache(self.store, self.home / "models", self.reporter)
+        self.cache = ModelCache(self.home / "models", self.reporter)
         self._datasets: dict[str, LoadedDataset] = {}
         self._models: dict[str, BuiltModel] = {}
         self._failures: dict[str, BaseException] = {}

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 from alembic import command
 from alembic.config import Config
@@ -25,9 +24,9 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import StoreError
-from .schema import Checkpoint, RobustnessResult, Run, Sample
+from .schema import RobustnessResult, Run, Sample
 
-__all__ = ["Checkpoint", "RobustnessResult", "Run", "Sample", "Store", "open_store"]
+__all__ = ["RobustnessResult", "Run", "Sample", "Store", "open_store"]
 
 BUSY_TIMEOUT_MS = 60_000
 _MIGRATIONS = Path(__file__).with_name("migrations")
@@ -219,17 +218,6 @@ class Store:
                 for run_id, index, robust in rows:
                     outcomes[run_id][index] = bool(robust)
         return outcomes
-
-    # -- checkpoints ----------------------------------------------------------------------
-
-    def checkpoint(self, key: str) -> Checkpoint | None:
-        with self.session() as session:
-            return session.get(Checkpoint, key)
-
-    def save_checkpoint(self, **fields: Any) -> None:
-        fields.setdefault("created_at", datetime.now(timezone.utc))
-        with self.session() as session:
-            session.merge(Checkpoint(**fields))
 
 
 def open_store(url: str) -> Store:

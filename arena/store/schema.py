@@ -42,7 +42,8 @@ class Run(Base):
         back_populates="run", cascade="all, delete-orphan", order_by="Sample.index"
     )
 
-    __table_args__ = (Index("ix_runs_track_dataset", "track", "dataset"),)
+    # AUTOINCREMENT: the id of a replaced failed run is never handed out again.
+    __table_args__ = (Index("ix_runs_track_dataset", "track", "dataset"), {"sqlite_autoincrement": True})
 
 
 class RobustnessResult(Base):
@@ -108,17 +109,3 @@ class Sample(Base):
 
     run: Mapped[Run] = relationship(back_populates="samples")
 
-
-class Checkpoint(Base):
-    """A cached model's weights file and its SHA-256, checked before every load."""
-
-    __tablename__ = "checkpoints"
-
-    key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))
-    name: Mapped[str] = mapped_column(String(100))
-    path: Mapped[str] = mapped_column(Text)
-    sha256: Mapped[str] = mapped_column(String(64))
-    size: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -1,4 +1,4 @@
-"""The first schema: runs, robustness results, per-sample outcomes and model checkpoints.
+"""The first schema: runs, robustness results and per-sample outcomes.
 
 Revision ID: 0001
 Revises:
@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column("flags", sa.JSON(), nullable=False),
         sa.Column("provenance", sa.JSON(), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_runs_track_dataset", "runs", ["track", "dataset"])
     op.create_table(
@@ -81,21 +82,9 @@ def upgrade() -> None:
         sa.Column("l2", sa.Float(), nullable=False),
         sa.Column("queries", sa.Integer(), nullable=True),
     )
-    op.create_table(
-        "checkpoints",
-        sa.Column("key", sa.String(64), primary_key=True),
-        sa.Column("kind", sa.String(16), nullable=False),
-        sa.Column("name", sa.String(100), nullable=False),
-        sa.Column("path", sa.Text(), nullable=False),
-        sa.Column("sha256", sa.String(64), nullable=False),
-        sa.Column("size", sa.Integer(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("meta", sa.JSON(), nullable=False),
-    )
 
 
 def downgrade() -> None:
-    op.drop_table("checkpoints")
     op.drop_table("samples")
     op.drop_index("ix_robustness_defense_key", "robustness_results")
     op.drop_index("ix_robustness_threat", "robustness_results")

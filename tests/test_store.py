@@ -1,0 +1,77 @@
+"""The results database: connection settings, migrations, idempotent writes."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timezone
+
+import pytest
+from sqlalchemy import text
+
+from arena.errors import StoreError
+from arena.store import RobustnessResult, Run, Sample, head_revision, open_store
+
+
+def _run(key: str, status: str = "ok") -> Run:
+    run = Run(key=key, track="robustness", status=status, created_at=datetime.now(timezone.utc),
+              dataset="digits", dataset_hash="h", seed=0, n=1, device="cpu", duration_s=0.1, flags=[],
+              provenance={})
+    run.robustness = RobustnessResult(
+        attack="a", attack_package="p", attack_version="1", attack_access="white-box", attack_params={},
+        defense="d", defense_package="p", defense_version="1", defense_params={}, defense_key="k",
+        norm="linf", eps=0.1, targeted=False, robust_accuracy=0.5 if status == "ok" else None,
+    )
+    if status == "ok":
+        run.samples = [Sample(index=0, label=1, clean_pred=1, adv_pred=1, clean_correct=True, success=False,
+                              robust=True, linf=0.1, l2=0.3)]
+    return run
+
+
+def test_every_sqlite_connection_is_configured(db):
+    store = open_store(db)
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 60000
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == head_revision()
+
+
+def test_reopening_is_a_no_op_and_rows_survive(db):
+    store = open_store(db)
+    store.save_run(_run("k1"))
+    again = open_store(db)
+    (run,) = again.runs()
+    assert run.key == "k1" and run.robustness.robust_accuracy == 0.5
+    assert again.sample_outcomes([run.id]) == {run.id: {0: True}}
+
+
+def test_a_completed_result_is_never_replaced_but_a_failed_one_is(db):
+    store = open_store(db)
+    failed = store.save_run(_run("k", status="error"))
+    done = store.save_run(_run("k"))
+    assert done.id != failed.id and [r.status for r in store.runs()] == ["ok"]
+    assert store.save_run(_run("k")).id == done.id
+    assert len(store.runs()) == 1
+
+
+def test_deleting_a_run_deletes_its_samples(db):
+    store = open_store(db)
+    run = store.save_run(_run("k"))
+    with store.session() as session:
+        session.delete(session.get(Run, run.id))
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM samples").scalar() == 0
+
+
+def test_a_database_from_a_newer_arena_is_refused(db, tmp_path):
+    open_store(db)
+    path = tmp_path / "results.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '9999'")
+    with pytest.raises(StoreError, match="written by a newer Arena"):
+        open_store(db)
+
+
+def test_bad_url_is_a_clear_error():
+    with pytest.raises(StoreError, match="cannot use database URL"):
+        open_store("nosuchdialect://x")

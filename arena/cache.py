@@ -38,7 +38,7 @@ class CachedModel:
     history: list[dict[str, Any]] | None
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+def atomic_write(path: Path, write: Callable[[str], None]) -> None:
     """Write through ``write(temporary_path)``, fsync, then rename onto ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -90,7 +90,7 @@ class ModelCache:
                 return loaded
             history = train(model)
             path = self.weights_path(key)
-            _atomic_write(path, lambda temporary: save_model(model, temporary))
+            atomic_write(path, lambda temporary: save_model(model, temporary))
             digest = file_sha256(path)
             record = {
                 "key": key,
@@ -103,7 +103,7 @@ class ModelCache:
                 "history": history,
             }
             text = json.dumps(record, indent=2, default=str)
-            _atomic_write(self.record_path(key), lambda temporary: Path(temporary).write_text(text))
+            atomic_write(self.record_path(key), lambda temporary: Path(temporary).write_text(text))
             return CachedModel(model, key, digest, False, history)
 
     def _load(self, key: str, kind: str, name: str, model: nn.Module) -> CachedModel | None:

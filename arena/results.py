@@ -79,6 +79,7 @@ def robustness_row(run: Run, registry: Registry | None = None) -> dict[str, Any]
         "duration_s": run.duration_s,
         "device": run.device,
         "error": (run.error or "").splitlines()[0] if run.error else None,
+        "artifacts": run.artifacts or {},
         "provenance": run.provenance,
     }
 

@@ -19,7 +19,9 @@ from torch import nn
 
 from .access import Access, LabelOracle, PassCounter, ScoreOracle, TransferAccess, WhiteBox
 from .attack import Attack
-from .cache import ModelCache
+from safetensors.torch import save_file
+
+from .cache import ModelCache, atomic_write
 from .dataset import Dataset, Splits
 from .defense import Defense
 from .errors import ArenaError, InvalidInputError, PluginError, RefusedResult
@@ -33,6 +35,8 @@ from .training import BuildContext, fit_classifier
 
 #: How the host trains the surrogate models of zero-query (transfer) attacks.
 SURROGATE_RECIPE = {"epochs": 20, "lr": 1e-3, "batch_size": 64}
+#: How many attacked samples each run keeps as images (clean and adversarial) for `arena show`.
+EXAMPLES_KEPT = 8
 #: Surrogates are trained with seeds offset from the run seed, so that a surrogate of the same
 #: architecture as the target is still a different model.
 SURROGATE_SEED_OFFSET = 1000
@@ -312,6 +316,7 @@ class Runner:
             n=n,
             device=str(self.device),
             flags=[],
+            artifacts={},
         )
         result = RobustnessResult(
             attack=attack_info.name,
@@ -347,7 +352,9 @@ class Runner:
             built = self.defense_model(defense_info, params.get(defense_info.name, {}), data, settings.seed)
             run.provenance["checkpoint_sha256"] = built.sha256
             failing = attack_info
-            samples, metrics = self._evaluate(data, built.model, attack, threat, n, settings, attack_info.name, defense_info.name)
+            samples, metrics, examples = self._evaluate(
+                data, built.model, attack, threat, n, settings, attack_info.name, defense_info.name
+            )
         except RefusedResult as exc:
             run.status, run.error = "refused", f"{attack_info.name}: {exc}"
         except ArenaError as exc:
@@ -361,6 +368,7 @@ class Runner:
         else:
             run.status = "ok"
             run.samples = samples
+            run.artifacts = {"examples": str(self._save_examples(key, examples))}
             for name, value in metrics.items():
                 setattr(result, name, value)
         run.duration_s = time.perf_counter() - started
@@ -377,7 +385,7 @@ class Runner:
         settings: Settings,
         attack_name: str,
         defense_name: str,
-    ) -> tuple[list[Sample], dict[str, Any]]:
+    ) -> tuple[list[Sample], dict[str, Any], dict[str, torch.Tensor]]:
         x_all, y_all = data.splits.x_test[:n], data.splits.y_test[:n]
         clean_pred = predict(model, x_all, settings.batch_size)
         correct = clean_pred == y_all
@@ -438,7 +446,22 @@ class Runner:
             )
         ]
         metrics = robustness_metrics(correct, success, robust, linf, l2, queries, counter)
-        return samples, metrics
+        # Keep a few attacked samples, successful ones first, for pictures of the perturbation.
+        order = sorted(attacked.tolist(), key=lambda i: (not bool(success[i]), i))[:EXAMPLES_KEPT]
+        keep = torch.tensor(order, dtype=torch.long, device=x_all.device)
+        examples = {
+            "index": keep.cpu(),
+            "x": x_all[keep].cpu().contiguous(),
+            "x_adv": x_adv_all[keep].cpu().contiguous(),
+            "label": y_all[keep].cpu(),
+            "adv_pred": adv_pred[keep].cpu(),
+        }
+        return samples, metrics, examples
+
+    def _save_examples(self, key: str, examples: dict[str, torch.Tensor]) -> Path:
+        path = self.home / "runs" / f"{key}.safetensors"
+        atomic_write(path, lambda temporary: save_file(examples, temporary))
+        return path
 
     def _access(
         self,

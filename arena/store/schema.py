@@ -33,6 +33,8 @@ class Run(Base):
     duration_s: Mapped[float] = mapped_column(Float)
     flags: Mapped[list[Any]] = mapped_column(JSON, default=list)
     provenance: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: Files written for this run, by role (e.g. ``{"examples": "/path/KEY.safetensors"}``).
+    artifacts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     robustness: Mapped["RobustnessResult | None"] = relationship(

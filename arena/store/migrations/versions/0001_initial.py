@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.Column("duration_s", sa.Float(), nullable=False),
         sa.Column("flags", sa.JSON(), nullable=False),
         sa.Column("provenance", sa.JSON(), nullable=False),
+        sa.Column("artifacts", sa.JSON(), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
         sqlite_autoincrement=True,
     )

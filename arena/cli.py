@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import traceback
+from dataclasses import replace
 from typing import Any
 
 import click
@@ -130,13 +131,20 @@ def _parse_params(values: tuple[str, ...]) -> dict[str, dict[str, Any]]:
 @click.option("--param", "-p", "param_items", multiple=True, metavar="PLUGIN.NAME=VALUE",
               help="Set a plugin hyperparameter, e.g. -p advtrain.alpha=0.3 (repeatable).")
 @click.option("--force", is_flag=True, help="Recompute even when an identical result is stored.")
+@click.option("--deterministic", is_flag=True,
+              help="Seed everything and use torch's deterministic algorithms (identical reruns).")
+@click.option("--timeout", type=float, default=None, metavar="SECONDS",
+              help="Give up on an attack that runs longer than this (the pairing is marked errored).")
+@click.option("--check", "run_checks", is_flag=True,
+              help="Also run the costlier integrity checks of `arena check` on each new result.")
 @db_option
 def run(attacks, defenses, dataset, norm, eps_text, targeted, n, seed, device, batch_size, query_budget,
-        param_items, force, db_url) -> None:
+        param_items, force, deterministic, timeout, run_checks, db_url) -> None:
     """Evaluate attacks against defenses and store the results."""
+    from .checks import check_run
     from .config import home
     from .progress import Reporter
-    from .runner import Runner, Settings, resolve_device
+    from .runner import Runner, Settings, make_deterministic, resolve_device
     from .threat import ThreatModel
 
     attack_names, defense_names = _split(attacks), _split(defenses)
@@ -144,6 +152,8 @@ def run(attacks, defenses, dataset, norm, eps_text, targeted, n, seed, device, b
         raise InvalidInputError("nothing to run: pass --attack and --defense (e.g. arena run --attack fgsm --defense advtrain)")
     eps_values = _parse_eps(eps_text)
     params = _parse_params(param_items)
+    if timeout is not None and not timeout > 0:
+        raise InvalidInputError(f"--timeout {timeout:g} must be above 0 seconds")
     registry = _registry()
     _warn_problems(registry)
     data_plugin = registry.get("dataset", dataset).cls
@@ -156,14 +166,26 @@ def run(attacks, defenses, dataset, norm, eps_text, targeted, n, seed, device, b
     threats = [ThreatModel(chosen_norm, eps, targeted) for eps in eps_values]
     torch_device = resolve_device(device)
     store = _store(db_url)
+    if deterministic:
+        make_deterministic(seed)
 
     with Reporter(stderr) as reporter:
         runner = Runner(store, registry, home(), torch_device, reporter, force=force)
         outcomes = runner.robustness(
             dataset, attack_names, defense_names, threats,
-            Settings(seed=seed, n=n, batch_size=batch_size, query_budget=query_budget), params,
+            Settings(seed=seed, n=n, batch_size=batch_size, query_budget=query_budget, timeout=timeout), params,
         )
+        if run_checks:
+            for outcome in outcomes:
+                if outcome.ok and not outcome.reused:
+                    check_run(runner, store.get_run(outcome.run.id))
+            outcomes = [replace(o, run=store.get_run(o.run.id)) for o in outcomes]
     stdout.print(_summary(outcomes))
+    flagged = [o for o in outcomes if o.ok and o.run.flags]
+    for outcome in flagged:
+        codes = ", ".join(f["code"] for f in outcome.run.flags)
+        stderr.print(f"[yellow]flagged:[/] {outcome.attack} vs {outcome.defense} ({outcome.threat}): {codes} "
+                     f"(details: arena show {outcome.run.id})", highlight=False)
     failed = [o for o in outcomes if not o.ok]
     for outcome in failed:
         first = (outcome.run.error or "").splitlines()[0]
@@ -301,6 +323,48 @@ def show(run_id, db_url) -> None:
     if run.error:
         stdout.print(f"[red]{run.status}[/]:", highlight=False)
         stdout.print(run.error, highlight=False, markup=False)
+
+
+@cli.command()
+@click.argument("run_id", type=int)
+@click.option("--samples", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Evaluation points the checks re-run.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
+@db_option
+def check(run_id, samples, device, db_url) -> None:
+    """Run the costlier integrity checks on a stored result and store what they find.
+
+    A white-box attack given an unbounded budget must reach chance-level accuracy; an iterative
+    attack re-run with twice its steps must not find noticeably more adversarial examples.
+    """
+    from .checks import check_run
+    from .config import home
+    from .progress import Reporter
+    from .runner import Runner, resolve_device
+
+    store = _store(db_url)
+    run = store.get_run(run_id)
+    if run is None:
+        raise InvalidInputError(f"no run {run_id} in the database: list them with `arena results`")
+    with Reporter(stderr) as reporter:
+        runner = Runner(store, _registry(), home(), resolve_device(device), reporter)
+        found = check_run(runner, run, samples)
+    for name in ("unbounded", "convergence"):
+        value = found[name]
+        if isinstance(value, str):
+            stdout.print(f"{name}: {value}", highlight=False)
+        elif name == "unbounded":
+            stdout.print(f"unbounded: eps {value['eps']:g} leaves {_pct(value['robust_accuracy'])} robust accuracy "
+                         f"(chance {_pct(value['chance'])}) on {found['samples']} samples", highlight=False)
+        else:
+            stdout.print(f"convergence: {value['parameter']} {value['steps']} → {2 * value['steps']} changes robust "
+                         f"accuracy {_pct(value['robust_accuracy'])} → {_pct(value['robust_accuracy_doubled'])}",
+                         highlight=False)
+    if found["flags"]:
+        for flag in found["flags"]:
+            stdout.print(f"[yellow]flagged[/] {flag['code']}: {flag['message']}", highlight=False)
+    else:
+        stdout.print("no problems found")
 
 
 @cli.command()

@@ -1,17 +1,43 @@
-"""Integrity flags: why a stored result deserves suspicion (or a note), shown in the leaderboard.
+"""Integrity checks: why a stored result deserves suspicion (or a note), after Carlini et al.
+2019 ("On Evaluating Adversarial Robustness"), AutoAttack's checks and Pintor et al. 2022
+("Indicators of Attack Failure").
 
 A flag is stored with its run as ``{"code", "severity", "message"}``. ``warning`` flags mark a
 result as suspect (the leaderboard leaves it out of rankings unless asked to include flagged
-results); ``info`` flags say how a result was obtained (e.g. "randomized defense evaluated with
-expectation over transformation") without casting doubt on it.
+results); ``info`` flags say how a result was obtained without casting doubt on it.
+
+Checks come in three kinds:
+
+- *model probes*, run once per defense model before any attack (:func:`probe_model`): outputs
+  that change between identical forward passes (a randomized defense), outputs that are
+  probabilities rather than logits, input gradients that are zero;
+- *per-run checks* (:func:`run_flags`): an unbounded attack that does not reach chance level;
+- *cross-run checks* over every stored result of a defense (:func:`cross_run_flags`): robust
+  accuracy that rises with eps, and a black-box, transfer or noise attack that beats every
+  white-box attack (gradient masking suspected).
+
+The costlier checks of ``arena check`` (an unbounded re-run, a re-run with doubled steps) live in
+:mod:`arena.checks`.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Iterable, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
 
 SEVERITIES = ("info", "warning")
+
+#: Codes computed from several stored runs; recomputed whenever new results arrive.
+CROSS_RUN_CODES = ("eps-non-monotone", "blackbox-beats-whitebox")
+#: Fraction of probe samples with exactly zero input gradient above which gradients are "zero".
+ZERO_GRADIENT_FRACTION = 0.5
+#: How many test points the model probes look at.
+PROBE_SAMPLES = 256
 
 
 @dataclass(frozen=True)
@@ -28,6 +54,124 @@ class Flag:
         return asdict(self)
 
 
-def is_suspect(flags: list[dict[str, Any]]) -> bool:
+def is_suspect(flags: Iterable[Mapping[str, Any]] | None) -> bool:
     """Whether any stored flag is a warning."""
     return any(flag.get("severity", "warning") == "warning" for flag in flags or [])
+
+
+@dataclass(frozen=True)
+class ModelProbe:
+    """What the host learned about a defense model before attacking it."""
+
+    randomized: bool
+    outputs_probabilities: bool
+    zero_gradient_fraction: float
+
+    def flags(self, white_box: bool) -> list[Flag]:
+        flags = []
+        if self.randomized:
+            flags.append(Flag("randomized", "the defense's outputs differ between identical forward passes", "info"))
+        if self.outputs_probabilities:
+            flags.append(Flag(
+                "probabilities-output",
+                "the model returns probabilities, not logits: cross-entropy gradients on them are "
+                "distorted, so gradient attacks may be weakened",
+            ))
+        if white_box and self.zero_gradient_fraction > ZERO_GRADIENT_FRACTION:
+            flags.append(Flag(
+                "zero-gradients",
+                f"the input gradient is exactly zero for {100 * self.zero_gradient_fraction:.0f}% of "
+                "probed samples: gradient attacks see nothing (obfuscated gradients?)",
+            ))
+        return flags
+
+
+def probe_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> ModelProbe:
+    """Two identical forward passes, the output's shape, and the input gradients, on up to
+    :data:`PROBE_SAMPLES` points."""
+    x, y = x[:PROBE_SAMPLES], y[:PROBE_SAMPLES]
+    with torch.no_grad():
+        first, second = model(x), model(x)
+    randomized = not torch.equal(first, second)
+    sums = first.double().sum(dim=1)
+    outputs_probabilities = bool(
+        (first >= 0).all() and (first <= 1).all() and torch.allclose(sums, torch.ones_like(sums), atol=1e-3)
+    )
+    with torch.enable_grad():
+        inputs = x.detach().clone().requires_grad_(True)
+        loss = F.cross_entropy(model(inputs), y, reduction="sum")
+        (grad,) = torch.autograd.grad(loss, inputs, allow_unused=True)
+    if grad is None:
+        zero_fraction = 1.0
+    else:
+        zero_fraction = float((grad.flatten(1).abs().amax(dim=1) == 0).double().mean())
+    return ModelProbe(randomized, outputs_probabilities, zero_fraction)
+
+
+def unbounded_eps(norm: str, shape: tuple[int, ...]) -> float:
+    """The budget at which every image can be turned into any other: 1 for L-inf, the diameter of
+    the image cube for L2."""
+    return 1.0 if norm == "linf" else math.sqrt(math.prod(shape))
+
+
+def run_flags(norm: str, eps: float, shape: tuple[int, ...], classes: int, robust_accuracy: float) -> list[Flag]:
+    """Checks on one result alone."""
+    flags = []
+    if eps >= unbounded_eps(norm, shape) - 1e-9 and robust_accuracy > 1.0 / classes:
+        flags.append(Flag(
+            "unbounded-not-chance",
+            f"at an unbounded eps the attack leaves {100 * robust_accuracy:.1f}% robust accuracy, above "
+            f"chance ({100 / classes:.1f}%): the attack is broken or the gradients are masked",
+        ))
+    return flags
+
+
+def cross_run_flags(rows: Iterable[Mapping[str, Any]]) -> dict[int, list[Flag]]:
+    """Flags that need several stored results of one defense, by run id.
+
+    - ``eps-non-monotone``: the same attack configuration against the same defense model has a
+      higher robust accuracy at a larger eps (by more than one sample's worth), across a sweep.
+    - ``blackbox-beats-whitebox``: at one threat model, a score-query, label-query or zero-query
+      attack leaves a lower robust accuracy (by more than one sample) than the white-box attack,
+      so the white-box result understates the attack's power: gradient masking suspected.
+    """
+    flags: dict[int, list[Flag]] = {}
+    ok = [row for row in rows if row["status"] == "ok" and row["robust_accuracy"] is not None]
+
+    sweeps: dict[tuple, list[Mapping[str, Any]]] = {}
+    for row in ok:
+        key = (row["dataset"], row["defense_key"], row["attack_label"], row["norm"], row["targeted"], row["n"])
+        sweeps.setdefault(key, []).append(row)
+    for runs in sweeps.values():
+        runs = sorted(runs, key=lambda r: (r["eps"], r["run_id"]))
+        lowest_so_far = None
+        for row in runs:
+            slack = 1.0 / row["n"]
+            if lowest_so_far is not None and row["robust_accuracy"] > lowest_so_far["robust_accuracy"] + slack:
+                flags.setdefault(row["run_id"], []).append(Flag(
+                    "eps-non-monotone",
+                    f"robust accuracy {100 * row['robust_accuracy']:.1f}% at eps {row['eps']:g} is above "
+                    f"{100 * lowest_so_far['robust_accuracy']:.1f}% at the smaller eps {lowest_so_far['eps']:g}",
+                ))
+            if lowest_so_far is None or row["robust_accuracy"] <= lowest_so_far["robust_accuracy"]:
+                lowest_so_far = row
+
+    groups: dict[tuple, list[Mapping[str, Any]]] = {}
+    for row in ok:
+        groups.setdefault((row["dataset"], row["defense_key"], row["norm"], row["eps"], row["targeted"]), []).append(row)
+    for runs in groups.values():
+        white = [r for r in runs if r["attack_access"] == "white-box"]
+        black = [r for r in runs if r["attack_access"] != "white-box"]
+        if not white or not black:
+            continue
+        best_black = min(black, key=lambda r: r["robust_accuracy"])
+        for row in white:
+            slack = 1.0 / min(row["n"], best_black["n"])
+            if best_black["robust_accuracy"] < row["robust_accuracy"] - slack:
+                flags.setdefault(row["run_id"], []).append(Flag(
+                    "blackbox-beats-whitebox",
+                    f"{best_black['attack_label']} ({best_black['attack_access']}) leaves "
+                    f"{100 * best_black['robust_accuracy']:.1f}% robust accuracy, below this white-box "
+                    f"attack's {100 * row['robust_accuracy']:.1f}%: gradient masking suspected",
+                ))
+    return flags

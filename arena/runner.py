@@ -7,6 +7,11 @@ against the budget, re-classifying it, and writing the result in one transaction
 
 from __future__ import annotations
 
+import contextlib
+import os
+import random
+import signal
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -25,6 +30,7 @@ from .cache import ModelCache, atomic_write
 from .dataset import Dataset, Splits
 from .defense import Defense
 from .errors import ArenaError, InvalidInputError, PluginError, RefusedResult
+from .integrity import CROSS_RUN_CODES, ModelProbe, cross_run_flags, probe_model, run_flags
 from .models import build_classifier
 from .plugins import PluginInfo, Registry
 from .progress import Reporter, quiet
@@ -69,12 +75,57 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Settings:
-    """Run settings that are part of every result's identity."""
+    """How pairings are run. ``seed``, ``n`` and (for query attacks) ``query_budget`` are part of
+    every result's identity; ``timeout`` bounds one attack's wall time in seconds."""
 
     seed: int = 0
     n: int | None = None
     batch_size: int = 256
     query_budget: int = 5000
+    timeout: float | None = None
+
+
+class PairingTimeout(ArenaError):
+    """An attack ran past the pairing's time limit."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None, what: str):
+    """Raise :class:`PairingTimeout` in the main thread after ``seconds`` (SIGALRM).
+
+    The alarm interrupts Python code and sleeps; a single native operation that never returns
+    cannot be interrupted this way.
+    """
+    usable = seconds and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if not usable:
+        yield
+        return
+
+    def expire(_signum, _frame):
+        raise PairingTimeout(f"{what} did not finish within {seconds:g} s (--timeout)")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def make_deterministic(seed: int) -> None:
+    """Seed every generator and make torch use deterministic algorithms (``--deterministic``)."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    random.seed(seed)
+    try:
+        import numpy
+
+        numpy.random.seed(seed)
+    except ImportError:  # numpy is a dependency, but seeding it is only a courtesy to plugins
+        pass
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
 
 
 @dataclass
@@ -93,6 +144,7 @@ class BuiltModel:
     params: dict[str, Any]
     info: PluginInfo
     cached: bool
+    probe: ModelProbe | None = None
 
 
 @dataclass
@@ -189,7 +241,9 @@ class Runner:
             except Exception as exc:
                 self._failures[key] = exc
                 raise
-            self._models[key] = BuiltModel(_freeze(built.model), key, built.sha256, params, info, built.cached)
+            model = _freeze(built.model)
+            probe = probe_model(model, data.splits.x_test, data.splits.y_test)
+            self._models[key] = BuiltModel(model, key, built.sha256, params, info, built.cached, probe)
         return self._models[key]
 
     def surrogates(self, architectures: tuple[str, ...], data: LoadedDataset, seed: int) -> dict[str, nn.Module]:
@@ -266,7 +320,20 @@ class Runner:
                 outcomes.append(
                     self._pairing(data, defense_info, attack_info, threat, n, settings, params)
                 )
+        self.refresh_cross_run_flags(dataset)
         return outcomes
+
+    def refresh_cross_run_flags(self, dataset: str) -> None:
+        """Recompute the flags that compare stored results (eps sweeps, black- vs white-box)."""
+        from .results import robustness_rows
+
+        rows = robustness_rows(self.store, self.registry, dataset=dataset)
+        computed = cross_run_flags(rows)
+        for row in rows:
+            kept = [f for f in row["flags"] if f.get("code") not in CROSS_RUN_CODES]
+            flags = kept + [f.as_dict() for f in computed.get(row["run_id"], [])]
+            if flags != row["flags"]:
+                self.store.update_run(row["run_id"], flags=flags)
 
     def _pairing(
         self,
@@ -371,6 +438,9 @@ class Runner:
             run.artifacts = {"examples": str(self._save_examples(key, examples))}
             for name, value in metrics.items():
                 setattr(result, name, value)
+            flags = built.probe.flags(white_box=attack.access == Access.WHITE_BOX) if built.probe else []
+            flags += run_flags(threat.norm, threat.eps, data.plugin.shape, data.plugin.classes, metrics["robust_accuracy"])
+            run.flags = [flag.as_dict() for flag in flags]
         run.duration_s = time.perf_counter() - started
         stored = self.store.save_run(run)
         return PairingOutcome(stored, stored is not run, **label)
@@ -401,7 +471,10 @@ class Runner:
         attacked = correct.nonzero().flatten()  # only clean-correct points are attacked
         batches = [attacked[i : i + settings.batch_size] for i in range(0, len(attacked), settings.batch_size)]
         torch.manual_seed(settings.seed)
-        with self.reporter.task(f"{attack_name} → {defense_name} ({threat})", total=max(len(batches), 1)) as advance:
+        description = f"{attack_name} → {defense_name} ({threat})"
+        with self.reporter.task(description, total=max(len(batches), 1)) as advance, time_limit(
+            settings.timeout, f"attack {attack_name} against {defense_name}"
+        ):
             for index in batches:
                 x, y = x_all[index], y_all[index]
                 access = self._access(attack, model, len(index), settings.query_budget, counter, transfer_models)
@@ -413,7 +486,7 @@ class Runner:
         adv_pred = predict(model, x_adv_all, settings.batch_size)
         goal = (adv_pred == targets) if targets is not None else (adv_pred != y_all)
         success = correct & goal
-        robust = correct & (adv_pred == y_all)
+        robust = correct & (adv_pred == y_all)  # never above clean accuracy, by construction
         linf, l2 = perturbation_norms(x_all, x_adv_all)
 
         to_list = lambda t: t.cpu().tolist()  # noqa: E731

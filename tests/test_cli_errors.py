@@ -11,6 +11,7 @@ import arena
 from arena.errors import ArenaError
 from arena.plugins import Source, load_registry, set_registry
 
+from . import broken_plugins
 from .conftest import run_arena
 
 
@@ -32,9 +33,15 @@ from .conftest import run_arena
         (["run", "-a", "fgsm", "-d", "standard", "--device", "cuda:0"] if not torch.cuda.is_available()
          else ["run", "-a", "fgsm", "-d", "standard", "--device", "tpu"], "device"),
         (["show", "999"], "no run 999"),
+        (["check", "999"], "no run 999"),
+        (["run", "-a", "fgsm", "-d", "standard", "--timeout", "0"], "--timeout 0 must be above 0 seconds"),
+        (["run", "-a", "fgsm", "-d", "standard", "--queries", "0"], "--queries must be at least 1"),
+        (["run", "-a", "fgsm", "-d", "standard", "--batch-size", "0"], "--batch-size must be at least 1"),
+        (["run", "-a", "random-corners", "-d", "standard", "--targeted"], "'random-corners' has no targeted mode"),
     ],
 )
 def test_bad_input_is_one_line(arena, args, message):
+    broken_plugins.install()
     result = arena(*args)
     assert result.exit_code != 0
     assert message in result.stderr

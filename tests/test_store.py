@@ -15,7 +15,9 @@ from arena.store import RobustnessResult, Run, Sample, head_revision, open_store
 def _run(key: str, status: str = "ok") -> Run:
     run = Run(key=key, track="robustness", status=status, created_at=datetime.now(timezone.utc),
               dataset="digits", dataset_hash="h", seed=0, n=1, device="cpu", duration_s=0.1, flags=[],
-              provenance={})
+              provenance={"arena_version": "0", "git_revision": None, "python": "3", "torch": "2", "cuda": None,
+                          "device": "cpu", "deterministic_algorithms": False, "seed": 0, "dataset_hash": "h",
+                          "checkpoint_sha256": "c", "plugins": {}})
     run.robustness = RobustnessResult(
         attack="a", attack_package="p", attack_version="1", attack_access="white-box", attack_params={},
         defense="d", defense_package="p", defense_version="1", defense_params={}, defense_key="k",

@@ -29,6 +29,35 @@ from .schema import RobustnessResult, Run, Sample
 __all__ = ["RobustnessResult", "Run", "Sample", "Store", "open_store"]
 
 BUSY_TIMEOUT_MS = 60_000
+
+#: What every completed run records about how it was computed; ``None`` is allowed where a value
+#: does not apply (no git checkout, no CUDA), a missing key is not.
+REQUIRED_PROVENANCE = (
+    "arena_version",
+    "git_revision",
+    "python",
+    "torch",
+    "cuda",
+    "device",
+    "deterministic_algorithms",
+    "seed",
+    "dataset_hash",
+    "checkpoint_sha256",
+    "plugins",
+)
+_NOT_NONE = ("arena_version", "python", "torch", "device", "dataset_hash", "checkpoint_sha256", "plugins")
+
+
+def check_provenance(provenance: dict | None) -> None:
+    """Refuse a result that does not say how it was computed."""
+    provenance = provenance or {}
+    missing = [k for k in REQUIRED_PROVENANCE if k not in provenance]
+    missing += [k for k in _NOT_NONE if k in provenance and provenance[k] is None]
+    plugins = provenance.get("plugins") or {}
+    missing += [f"plugins.{role}.{field}" for role, source in plugins.items() for field in ("package", "version")
+                if not (source or {}).get(field)]
+    if missing:
+        raise StoreError(f"refusing to store a result without provenance: missing {', '.join(missing)}")
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -166,8 +195,11 @@ class Store:
         """Store a run with its result and samples in one transaction.
 
         A failed run with the same key is replaced; a completed one (written meanwhile by
-        another process) is kept and returned instead.
+        another process) is kept and returned instead. A completed run must carry its full
+        provenance (:data:`REQUIRED_PROVENANCE`), or it is not stored.
         """
+        if run.status == "ok":
+            check_provenance(run.provenance)
         try:
             with self.session() as session:
                 previous = session.scalars(select(Run).where(Run.key == run.key)).first()
@@ -184,6 +216,15 @@ class Store:
                     return existing
             raise
         return run
+
+    def update_run(self, run_id: int, **fields: object) -> None:
+        """Change stored fields of a run (its flags, say) in one transaction."""
+        with self.session() as session:
+            run = session.get(Run, run_id)
+            if run is None:
+                raise StoreError(f"no run {run_id} in the database")
+            for name, value in fields.items():
+                setattr(run, name, value)
 
     def get_run(self, run_id: int) -> Run | None:
         with self.session() as session:

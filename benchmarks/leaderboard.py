@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import os
 import statistics
 import tempfile
 import time
@@ -85,13 +86,15 @@ def write_results(store, seed: int = 0) -> int:
 
 
 def timed(label: str, function, repeat: int, results: dict):
-    times, value = [], None
+    """Median wall time (kept in ``results``) and CPU time of ``function`` over ``repeat`` calls."""
+    walls, cpus, value = [], [], None
     for _ in range(repeat):
-        start = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         value = function()
-        times.append(time.perf_counter() - start)
-    results[label] = statistics.median(times)
-    print(f"{label:<34} {results[label]:8.3f} s   (median of {repeat})")
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    results[label] = statistics.median(walls)
+    print(f"{label:<34} {results[label]:8.3f} s wall {statistics.median(cpus):8.3f} s CPU   (median of {repeat})")
     return value
 
 
@@ -110,6 +113,7 @@ def main() -> None:
         count = write_results(store)
         print(f"wrote {count} results with {count * POINTS} per-sample outcomes in {time.perf_counter() - start:.1f} s")
 
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (wall times stretch with it)")
     times: dict[str, float] = {}
     rows = timed("load rows (store)", lambda: robustness_rows(store), args.repeat, times)
     outcomes = timed("load sample outcomes (store)", lambda: store.sample_outcomes([r["run_id"] for r in rows]),
@@ -127,7 +131,7 @@ def main() -> None:
     for name, render in (("markdown", render_markdown), ("csv", render_csv), ("json", render_json)):
         timed(f"render {name}", lambda render=render: render(views), args.repeat, times)
     rendering = times["build views (boards, ratings, ...)"] + times["render terminal tables"]
-    print(f"rows in memory to terminal tables: {rendering:.3f} s for {len(rows)} results ({len(views)} views)")
+    print(f"rows in memory to terminal tables: {rendering:.3f} s wall for {len(rows)} results ({len(views)} views)")
     if args.html:
         from arena_leaderboard.html import render_html
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
-from scipy.special import expit
+from scipy.special import expit, log_expit
 from threadpoolctl import threadpool_limits
 
 BASE_RATING = 1000.0
@@ -69,14 +69,14 @@ def bradley_terry(
     def margins(beta: np.ndarray) -> np.ndarray:
         return beta[:, first] - beta[:, second]
 
-    def log_posterior(beta: np.ndarray) -> np.ndarray:
-        margin = margins(beta)
-        return (wins * margin - games * np.logaddexp(0.0, margin)).sum(1) - 0.5 * precision * (beta**2).sum(1)
+    def log_posterior(beta: np.ndarray, margin: np.ndarray) -> np.ndarray:
+        return (wins * margin + games * log_expit(-margin)).sum(1) - 0.5 * precision * (beta**2).sum(1)
 
     beta = np.zeros((rounds, players)) if start is None else np.tile(start, (rounds, 1))
-    current = log_posterior(beta)
+    margin = margins(beta)
+    current = log_posterior(beta, margin)
     for _ in range(_MAX_NEWTON_STEPS):
-        chance = expit(margins(beta))
+        chance = expit(margin)
         gradient = (spread @ (wins - games * chance).T).T - precision * beta
         curvature = games * chance * (1.0 - chance)
         hessian = (laplacian @ curvature.T).T.reshape(rounds, players, players)
@@ -88,12 +88,13 @@ def bradley_terry(
         size = np.ones(rounds)
         for _ in range(60):  # halve the step where it does not climb enough (Armijo's rule)
             candidate = beta + size[:, None] * step
-            value = log_posterior(candidate)
+            candidate_margin = margins(candidate)
+            value = log_posterior(candidate, candidate_margin)
             short = value < current + 1e-4 * size * decrement
             if not short.any():
                 break
             size[short] /= 2
-        beta, current = candidate, value
+        beta, margin, current = candidate, candidate_margin, value
     return beta
 
 

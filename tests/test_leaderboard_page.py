@@ -43,9 +43,13 @@ def invoke(*args: str):
 
 
 @pytest.fixture(scope="module")
-def sweep_db(tmp_path_factory, arena_home):
-    """FGSM and random signs against standard and advtrain at eps 0.1 and 0.2 (all 360 points)."""
-    db = f"sqlite:///{tmp_path_factory.mktemp('sweep') / 'results.db'}"
+def sweep_db(arena_home):
+    """FGSM and random signs against standard and advtrain at eps 0.1 and 0.2 (all 360 points).
+
+    The database sits in the session's shared ARENA_HOME: a second xdist worker running these
+    tests finds the results stored and reuses them.
+    """
+    db = f"sqlite:///{arena_home / 'leaderboard-sweep.db'}"
     plugin = type("RandomSignPlugin", (), {"register_attacks": staticmethod(arena.hookimpl(register_attacks))})()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ARENA_HOME", str(arena_home))

@@ -3,6 +3,7 @@
 Installed as ``arena_leaderboard``. Nothing here touches the database or runs a model.
 """
 
+from .generative import generative_views
 from .robustness import AttackEntry, DefenseEntry, RobustnessBoard, ThreatGroup, robustness_boards
 from .render import render_csv, render_json, render_markdown, render_rich, views
 
@@ -11,6 +12,7 @@ __all__ = [
     "DefenseEntry",
     "RobustnessBoard",
     "ThreatGroup",
+    "generative_views",
     "render_csv",
     "render_json",
     "render_markdown",

@@ -14,19 +14,11 @@ def _number(value: float | None, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}g}"
 
 
-def likelihood_label(kind: str | None, likelihoods: dict[str, Any]) -> str:
-    """``exact``, ``bound (elbo, iwae-100)`` or ``none``."""
-    if kind is None:
-        return "none"
-    names = [name for name in likelihoods if name != kind]
-    return f"{kind} ({', '.join(names)})" if names else kind
-
-
 def run_summary(outcomes: list[GenerativeOutcome]) -> Table:
     """What `arena run` prints for the generators it scored."""
     table = Table(title="Generators", title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
                   pad_edge=False, collapse_padding=True)
-    for name in ["run", "generator", "bits/dim", "FID", "KID", "prec.", "recall", "IS", "time", ""]:
+    for name in ["run", "generator", "bits/dim", "FID", "prec.", "recall", "IS", "time", ""]:
         table.add_column(name, justify="left" if name in ("generator", "") else "right", no_wrap=True)
     for outcome in outcomes:
         run, result = outcome.run, outcome.run.generative
@@ -34,7 +26,7 @@ def run_summary(outcomes: list[GenerativeOutcome]) -> Table:
         if not outcome.ok:
             note = f"[red]{run.status}[/]"
         table.add_row(
-            str(run.id), result.generator, _number(result.bits_per_dim), _number(result.fid), _number(result.kid, 2),
+            str(run.id), result.generator, _number(result.bits_per_dim), _number(result.fid),
             _number(result.precision, 2), _number(result.recall, 2), _number(result.inception_score),
             f"{run.duration_s:.1f}s", note,
         )
@@ -43,11 +35,12 @@ def run_summary(outcomes: list[GenerativeOutcome]) -> Table:
 
 def results_table(rows: list[dict[str, Any]]) -> Table:
     """What `arena results` lists for generative runs."""
-    table = Table(title="Stored generative results", title_justify="left", header_style="bold", box=box.SIMPLE_HEAD)
-    for name in ["run", "status", "dataset", "generator", "samples", "bits/dim", "likelihood", "FID", "IS"]:
-        table.add_column(name)
+    table = Table(title="Stored generative results", title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
+                  pad_edge=False, collapse_padding=True)
+    for name in ["run", "status", "dataset", "generator", "samples", "bits/dim", "kind", "FID", "IS"]:
+        table.add_column(name, no_wrap=name != "generator")
     for row in rows:
         table.add_row(str(row["run_id"]), row["status"], row["dataset"], row["generator_label"], str(row["samples"]),
-                      _number(row["bits_per_dim"]), likelihood_label(row["likelihood"], row["likelihoods"]),
+                      _number(row["bits_per_dim"]), row["likelihood"] or "none",
                       _number(row["fid"]), _number(row["inception_score"]))
     return table

@@ -41,9 +41,7 @@ def _entry(row: Mapping[str, Any]) -> dict[str, Any]:
     interval = None
     if row["fid_low"] is not None and row["fid_high"] is not None:
         interval = f"{row['fid_low']:.3g}–{row['fid_high']:.3g}"
-    kind = row["likelihood"] or "none"
-    if kind == "bound":
-        kind = "bound: " + ", ".join(name for name in row["likelihoods"])
+    kind = row["likelihood"] or "none"  # which bounds: in the entry's "likelihoods"
     label = row["generator_label"] + (f" seed {row['seed']}" if row["seed"] else "")
     label += f" n={row['samples']}" if row.get("_mixed_n") else ""
     return {

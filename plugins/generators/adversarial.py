@@ -66,7 +66,7 @@ class AdversarialGenerator(Generator):
             g_optimizer.zero_grad(set_to_none=True)
             g_loss.backward()
             g_optimizer.step()
-            return {"discriminator_loss": float(d_loss), "generator_loss": float(g_loss)}
+            return {"discriminator_loss": d_loss.item(), "generator_loss": g_loss.item()}
 
         return ctx.run_epochs(model, step, epochs=self.epochs, batch_size=self.batch_size)
 

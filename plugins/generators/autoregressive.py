@@ -8,6 +8,7 @@ et al. 2016, eq. 1; eq. 8.6 of the lecture notes).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -86,7 +87,7 @@ class AutoregressiveGenerator(Generator):
             optimizer.zero_grad(set_to_none=True)
             nll.backward()
             optimizer.step()
-            return {"bits_per_dim": float(nll) / pixels / 0.6931471805599453}
+            return {"bits_per_dim": nll.item() / pixels / math.log(2)}
 
         return ctx.run_epochs(model, step, epochs=self.epochs, batch_size=self.batch_size)
 

@@ -28,7 +28,7 @@ class GAN(AdversarialGenerator):
     name = "gan"
 
     def __init__(self, latent: int = 100, hidden: int = 256, maxout_units: int = 240, maxout_pieces: int = 5,
-                 dropout: float = 0.5, discriminator_steps: int = 1, epochs: int = 150, lr: float = 2e-4,
+                 dropout: float = 0.5, discriminator_steps: int = 1, epochs: int = 100, lr: float = 1e-3,
                  batch_size: int = 64):
         self.latent = latent
         self.hidden = hidden

@@ -77,7 +77,7 @@ class PixelRNN(AutoregressiveGenerator):
 
     name = "pixelrnn"
 
-    def __init__(self, channels: int = 64, layers: int = 2, head: int = 128, epochs: int = 15, lr: float = 1e-3,
+    def __init__(self, channels: int = 64, layers: int = 2, head: int = 128, epochs: int = 20, lr: float = 2e-3,
                  batch_size: int = 64):
         if channels < 2 or channels % 2:
             raise ValueError(f"channels must be an even number >= 2, got {channels}")

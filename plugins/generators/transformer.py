@@ -95,7 +95,7 @@ class ImageTransformer(AutoregressiveGenerator):
     name = "image-transformer"
 
     def __init__(self, dim: int = 64, heads: int = 4, layers: int = 3, feedforward: int = 256, block: int = 64,
-                 memory: int = 64, epochs: int = 15, lr: float = 1e-3, batch_size: int = 64):
+                 memory: int = 64, epochs: int = 20, lr: float = 1e-3, batch_size: int = 64):
         if dim % heads or dim % 4:
             raise ValueError(f"dim must be a multiple of 4 and of heads, got dim={dim}, heads={heads}")
         self.dim = dim

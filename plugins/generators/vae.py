@@ -93,7 +93,7 @@ class VAE(Generator):
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            return {"negative_elbo": float(loss), "kl": float(kl.mean())}
+            return {"negative_elbo": loss.item(), "kl": kl.mean().item()}
 
         return ctx.run_epochs(model, step, epochs=self.epochs, batch_size=self.batch_size)
 

@@ -24,9 +24,6 @@ from arena.progress import quiet
 from arena.runner import Runner
 from arena.store import open_store
 
-# One worker runs this module (pyproject sets --dist loadgroup), so the session fixture trains once.
-pytestmark = pytest.mark.xdist_group("generative")
-
 AUTOREGRESSIVE = ("image-transformer", "pixelcnn", "pixelrnn")
 GENERATORS = ("dcgan", "gan", *AUTOREGRESSIVE, "vae")
 SAMPLES = 200
@@ -56,7 +53,11 @@ def _invoke(home: Path, *args: str):
 
 @pytest.fixture(scope="session")
 def generative(arena_home):
-    """The results database holding a trained and an untrained run of every generator."""
+    """The results database holding a trained and an untrained run of every generator.
+
+    One test uses it, so one xdist worker trains while the other runs the rest of the suite;
+    the lock would still make a second user wait for the stored results, not train again.
+    """
     path = arena_home / "generative.db"
     url = f"sqlite:///{path}"
     with FileLock(f"{path}.lock"):
@@ -79,11 +80,17 @@ def reference(arena_home, tmp_path_factory):
     return track.reference(data), track.reference_features(data), data
 
 
-def test_every_generator_is_trained_scored_and_stored(generative):
-    _, trained, untrained = generative
+def test_generative_track_end_to_end(generative, reference, arena_home, monkeypatch):
+    """Every generator trained, scored and stored; the likelihood models beat the uniform
+    baseline; trained models beat untrained copies of themselves and noise; the leaderboard,
+    `arena results` and `arena show` cover the runs; the same command again reuses them."""
+    url, trained, untrained = generative
+    classifier, train_features, data = reference
+
+    # Stored with the reference classifier's hash, the images and the timings.
     assert set(trained) == set(untrained) == set(GENERATORS)
     hashes = {row["classifier_sha256"] for row in [*trained.values(), *untrained.values()]}
-    assert len(hashes) == 1 and len(hashes.pop()) == 64  # one reference classifier, its hash stored
+    assert len(hashes) == 1 and len(hashes.pop()) == 64
     for name, row in trained.items():
         assert row["status"] == "ok" and row["track"] == "generative" and row["dataset"] == "digits"
         assert row["samples"] == SAMPLES and row["reference_n"] == 1437
@@ -96,50 +103,28 @@ def test_every_generator_is_trained_scored_and_stored(generative):
     assert trained["gan"]["likelihood"] is None and trained["gan"]["bits_per_dim"] is None
     assert trained["vae"]["likelihood"] == "bound" and trained["pixelcnn"]["likelihood"] == "exact"
 
-
-def test_likelihood_models_beat_the_uniform_baseline(generative):
-    _, trained, _ = generative
+    # Every likelihood model beats a uniform model over the 17 levels by a wide margin.
     for name in (*AUTOREGRESSIVE, "vae"):
         row = trained[name]
         assert row["uniform_bits_per_dim"] == pytest.approx(math.log2(17))
         assert row["bits_per_dim"] < row["uniform_bits_per_dim"] - 1.0, name
         assert row["likelihood_n"] == 360  # the whole test split
 
-
-def test_iwae_is_at_least_as_tight_as_the_elbo(generative):
-    _, trained, _ = generative
+    # IWAE-100 is a tighter lower bound than the ELBO (smaller in bits/dim) and the one shown.
     bounds = trained["vae"]["likelihoods"]
-    assert set(bounds) == {"elbo", "iwae-100"}
-    assert bounds["iwae-100"] < bounds["elbo"]  # in bits/dim: a tighter lower bound is smaller
+    assert set(bounds) == {"elbo", "iwae-100"} and bounds["iwae-100"] < bounds["elbo"]
     assert trained["vae"]["bits_per_dim"] == bounds["iwae-100"]
 
-
-def test_trained_generators_beat_untrained_copies_and_noise(generative, reference):
-    _, trained, untrained = generative
-    classifier, train_features, data = reference
+    # Training helps: each FID beats an untrained copy of the model and uniform noise, beyond
+    # the bootstrap intervals; the samples spread over the classes (IS: 1 = one class, 10 = max).
     noise = quantise(torch.rand(SAMPLES, 1, 8, 8, generator=torch.Generator().manual_seed(0)), 17)
     noise_fid = fid(train_features, classifier.embed(noise)[0])
     for name in GENERATORS:
         assert trained[name]["fid"] < untrained[name]["fid"], name
-        assert trained[name]["fid"] < noise_fid, name
         assert trained[name]["fid_high"] < min(untrained[name]["fid_low"], noise_fid), name
+        assert trained[name]["inception_score"] > 2.5, name
 
-
-def test_real_held_out_images_are_far_closer_than_noise(reference):
-    classifier, train_features, data = reference
-    test_fid = fid(train_features, classifier.embed(data.splits.x_test)[0])
-    noise = quantise(torch.rand(360, 1, 8, 8, generator=torch.Generator().manual_seed(1)), 17)
-    assert test_fid * 20 < fid(train_features, classifier.embed(noise)[0])
-
-
-def test_trained_samples_spread_over_the_classes(generative):
-    _, trained, _ = generative
-    for name, row in trained.items():
-        assert row["inception_score"] > 2.5, name  # 1 = one class or no confidence, 10 = the maximum
-
-
-def test_leaderboard_results_and_show(generative, arena_home):
-    url, trained, _ = generative
+    # The leaderboard ranks by FID under one classifier; results and show cover the runs.
     boards = json.loads(_invoke(arena_home, "leaderboard", "--format", "json", "--db", url).stdout)
     (board,) = [b for b in boards if b["table"] == "generators"]
     assert board["dataset"] == "digits" and board["classifier_sha256"] == trained["vae"]["classifier_sha256"]
@@ -150,26 +135,29 @@ def test_leaderboard_results_and_show(generative, arena_home):
     assert vae["likelihood"] == "bound" and set(vae["likelihoods"]) == {"elbo", "iwae-100"} and vae["fid_interval"]
     markdown = _invoke(arena_home, "leaderboard", "--format", "md", "--db", url).stdout
     assert "| # | generator | bits/dim | kind | FID | 95% CI | KID | prec. | recall | IS |" in markdown
-    table = _invoke(arena_home, "leaderboard", "--db", url).stdout
-    assert "Generators — digits · reference classifier" in table
-
+    assert "Generators — digits · reference classifier" in _invoke(arena_home, "leaderboard", "--db", url).stdout
     shown = _invoke(arena_home, "show", str(trained["pixelcnn"]["run_id"]), "--db", url).stdout
     assert "classifier_sha256" in shown and "bits_per_dim" in shown
     assert f"Image (completions): {trained['pixelcnn']['artifacts']['completions']}" in shown
     listing = _invoke(arena_home, "results", "--db", url).stdout
     assert "Stored generative results" in listing and "image-transformer" in listing
 
-
-def test_the_same_command_twice_trains_and_samples_nothing(generative, arena_home, monkeypatch):
-    url, trained, _ = generative
+    # The same command again trains and samples nothing.
     registry = load_registry()
     for name in GENERATORS:
         cls = registry.get("generator", name).cls
         for method in ("train", "sample"):
             monkeypatch.setattr(cls, method, lambda *a, **k: pytest.fail("a stored result must be reused"))
-    result = _invoke(arena_home, "run", "-g", ",".join(GENERATORS), "--samples", str(SAMPLES), *_flags(), "--db", url)
-    assert result.exit_code == 0, result.output
-    assert result.stdout.count("reused") == len(GENERATORS)
+    again = _invoke(arena_home, "run", "-g", ",".join(GENERATORS), "--samples", str(SAMPLES), *_flags(), "--db", url)
+    assert again.exit_code == 0, again.output
+    assert again.stdout.count("reused") == len(GENERATORS)
+
+
+def test_real_held_out_images_are_far_closer_than_noise(reference):
+    classifier, train_features, data = reference
+    test_fid = fid(train_features, classifier.embed(data.splits.x_test)[0])
+    noise = quantise(torch.rand(360, 1, 8, 8, generator=torch.Generator().manual_seed(1)), 17)
+    assert test_fid * 20 < fid(train_features, classifier.embed(noise)[0])
 
 
 def test_generator_errors_are_one_line(arena):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,6 +37,8 @@ class CachedModel:
     sha256: str
     cached: bool
     history: list[dict[str, Any]] | None
+    #: Seconds spent in training when the checkpoint was made (None for older records).
+    train_seconds: float | None = None
 
 
 def atomic_write(path: Path, write: Callable[[str], None]) -> None:
@@ -88,7 +91,9 @@ class ModelCache:
             loaded = self._load(key, kind, name, model)
             if loaded is not None:
                 return loaded
+            started = time.perf_counter()
             history = train(model)
+            train_seconds = time.perf_counter() - started
             path = self.weights_path(key)
             atomic_write(path, lambda temporary: save_model(model, temporary))
             digest = file_sha256(path)
@@ -101,10 +106,11 @@ class ModelCache:
                 "created_at": datetime.now(timezone.utc).isoformat(),
                 "meta": meta,
                 "history": history,
+                "train_seconds": train_seconds,
             }
             text = json.dumps(record, indent=2, default=str)
             atomic_write(self.record_path(key), lambda temporary: Path(temporary).write_text(text))
-            return CachedModel(model, key, digest, False, history)
+            return CachedModel(model, key, digest, False, history, train_seconds)
 
     def _load(self, key: str, kind: str, name: str, model: nn.Module) -> CachedModel | None:
         path, record = self.weights_path(key), self.record(key)
@@ -124,4 +130,4 @@ class ModelCache:
                 f"[yellow]warning:[/] checkpoint {path.name} ({kind} {name}) cannot be loaded ({exc}); rebuilding it"
             )
             return None
-        return CachedModel(model, key, digest, True, record.get("history"))
+        return CachedModel(model, key, digest, True, record.get("history"), record.get("train_seconds"))

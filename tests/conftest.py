@@ -9,12 +9,19 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from arena.cli import cli
 from arena.plugins import set_registry
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Several workers on a few cores: one intra-op thread each (subprocesses too), or torch's
+    # OpenMP threads spin against each other and small models run many times slower.
+    torch.set_num_threads(1)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")

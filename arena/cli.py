@@ -129,10 +129,12 @@ def _parse_params(values: tuple[str, ...]) -> dict[str, dict[str, Any]]:
               help="Query budget per sample for score- and label-query attacks.")
 @click.option("--param", "-p", "param_items", multiple=True, metavar="PLUGIN.NAME=VALUE",
               help="Set a plugin hyperparameter, e.g. -p advtrain.alpha=0.3 (repeatable).")
+@click.option("--fast", is_flag=True,
+              help="Fast path for the attack's passes: torch.compile, bfloat16 autocast, TF32 on CUDA.")
 @click.option("--force", is_flag=True, help="Recompute even when an identical result is stored.")
 @db_option
 def run(attacks, defenses, dataset, norm, eps_text, targeted, n, seed, device, batch_size, query_budget,
-        param_items, force, db_url) -> None:
+        param_items, fast, force, db_url) -> None:
     """Evaluate attacks against defenses and store the results."""
     from .config import home
     from .progress import Reporter
@@ -161,7 +163,7 @@ def run(attacks, defenses, dataset, norm, eps_text, targeted, n, seed, device, b
         runner = Runner(store, registry, home(), torch_device, reporter, force=force)
         outcomes = runner.robustness(
             dataset, attack_names, defense_names, threats,
-            Settings(seed=seed, n=n, batch_size=batch_size, query_budget=query_budget), params,
+            Settings(seed=seed, n=n, batch_size=batch_size, query_budget=query_budget, fast=fast), params,
         )
     stdout.print(_summary(outcomes))
     failed = [o for o in outcomes if not o.ok]

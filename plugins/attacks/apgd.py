@@ -20,7 +20,8 @@ def checkpoints(iterations: int) -> list[int]:
     fractions = [0.0, 0.22]
     while fractions[-1] + max(fractions[-1] - fractions[-2] - 0.03, 0.06) <= 1.0:
         fractions.append(fractions[-1] + max(fractions[-1] - fractions[-2] - 0.03, 0.06))
-    return sorted({math.ceil(p * iterations) for p in fractions[1:]})
+    # Rounded first: 0.57 * 100 is 57.000000000000007 in binary floating point.
+    return sorted({math.ceil(round(p * iterations, 9)) for p in fractions[1:]})
 
 
 def _start(x: torch.Tensor, norm: str, eps: float) -> torch.Tensor:

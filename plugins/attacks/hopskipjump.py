@@ -140,19 +140,19 @@ class HopSkipJump(Attack):
             direction = direction.sign()
         step = dist / math.sqrt(t)
         candidate = (boundary + _shaped(step, x) * direction).clamp(0.0, 1.0)
-        searching = torch.ones(len(x), dtype=torch.bool, device=x.device)
+        pending = torch.ones(len(x), dtype=torch.bool, device=x.device)  # not yet known adversarial
         for _ in range(30):  # halve the step until the point is adversarial again
-            searching &= self._can_query(oracle, rows)
-            if not bool(searching.any()):
+            asking = pending & self._can_query(oracle, rows)
+            if not bool(asking.any()):
                 break
-            ok = decide(candidate[searching], rows[searching])
-            still = searching.nonzero().flatten()[~ok]
-            searching[:] = False
-            searching[still] = True
+            asked = asking.nonzero().flatten()
+            ok = decide(candidate[asked], rows[asked])
+            pending[asked[ok]] = False
+            still = asked[~ok]
             step[still] = step[still] / 2
             candidate[still] = (boundary[still] + _shaped(step[still], x[still]) * direction[still]).clamp(0.0, 1.0)
         # A point whose search ran out of queries or halvings is not known to be adversarial.
-        candidate[searching] = boundary[searching]
+        candidate[pending] = boundary[pending]
         return self._binary_search(oracle, decide, x, candidate, rows, norm, theta)
 
     def _direction(self, oracle, decide, boundary, rows, delta, t):

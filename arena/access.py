@@ -91,12 +91,19 @@ class WhiteBox:
 
         The sum makes each sample's gradient independent of the batch size.
         """
+        return self.logits_and_gradient(x, labels, loss)[1]
+
+    def logits_and_gradient(
+        self, x: torch.Tensor, labels: torch.Tensor, loss: Loss | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The logits at ``x`` and the gradient of :meth:`gradient`, from one forward and one
+        backward pass: iterative attacks read from the logits which samples are already fooled."""
         loss = loss or _summed_cross_entropy
         with torch.enable_grad():
             x = x.detach().requires_grad_(True)
-            value = loss(self.model(x), labels)
-            (grad,) = torch.autograd.grad(value, x)
-        return grad.detach()
+            logits = self.model(x)
+            (grad,) = torch.autograd.grad(loss(logits, labels), x)
+        return logits.detach(), grad.detach()
 
 
 def _summed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -134,6 +134,8 @@ def _parse_params(values: tuple[str, ...]) -> dict[str, dict[str, Any]]:
               help="Query budget per sample for score- and label-query attacks.")
 @click.option("--param", "-p", "param_items", multiple=True, metavar="PLUGIN.NAME=VALUE",
               help="Set a plugin hyperparameter, e.g. -p advtrain.alpha=0.3 (repeatable).")
+@click.option("--fast", is_flag=True,
+              help="Fast path for the attack's passes: torch.compile, bfloat16 autocast, TF32 on CUDA.")
 @click.option("--force", is_flag=True, help="Recompute even when an identical result is stored.")
 @click.option("--deterministic", is_flag=True,
               help="Seed everything and use torch's deterministic algorithms (identical reruns).")
@@ -143,7 +145,7 @@ def _parse_params(values: tuple[str, ...]) -> dict[str, dict[str, Any]]:
               help="Also run the costlier integrity checks of `arena check` on each new result.")
 @db_option
 def run(attacks, defenses, generators, samples, dataset, norm, eps_text, targeted, n, seed, device, batch_size,
-        query_budget, param_items, force, deterministic, timeout, run_checks, db_url) -> None:
+        query_budget, param_items, fast, force, deterministic, timeout, run_checks, db_url) -> None:
     """Evaluate attacks against defenses, or score generators, and store the results."""
     from .checks import check_run
     from .config import home
@@ -184,7 +186,8 @@ def run(attacks, defenses, generators, samples, dataset, norm, eps_text, targete
         runner = Runner(store, registry, home(), torch_device, reporter, force=force)
         outcomes = runner.robustness(
             dataset, attack_names, defense_names, threats,
-            Settings(seed=seed, n=n, batch_size=batch_size, query_budget=query_budget, timeout=timeout), params,
+            Settings(seed=seed, n=n, batch_size=batch_size, query_budget=query_budget, timeout=timeout,
+                     fast=fast), params,
         )
         if run_checks:
             for outcome in outcomes:

@@ -49,9 +49,72 @@ def mlp(shape: Shape, classes: int) -> nn.Module:
     )
 
 
+def lenet(shape: Shape, classes: int) -> nn.Module:
+    """LeNet-5 (LeCun et al. 1998): 5x5 convolutions of 6 and 16 channels with tanh and 2x2
+    average pooling, then 120-84 tanh units. The first convolution pads by 2, as LeNet-5 reads
+    28x28 MNIST digits padded to 32x32."""
+    channels, height, width = shape
+    pad = 2 if height < 16 else 0  # small images keep their size through the second convolution
+    side = lambda n: (n // 2 + 2 * pad - 4) // 2  # noqa: E731
+    return nn.Sequential(
+        nn.Conv2d(channels, 6, 5, padding=2),
+        nn.Tanh(),
+        nn.AvgPool2d(2),
+        nn.Conv2d(6, 16, 5, padding=pad),
+        nn.Tanh(),
+        nn.AvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16 * side(height) * side(width), 120),
+        nn.Tanh(),
+        nn.Linear(120, 84),
+        nn.Tanh(),
+        nn.Linear(84, classes),
+    )
+
+
+class _ResidualBlock(nn.Module):
+    """Two 3x3 convolutions with batch norm and an identity shortcut (He et al. 2016)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
+        )
+
+    def forward(self, x):
+        return (x + self.body(x)).relu()
+
+
+def resnet(shape: Shape, classes: int) -> nn.Module:
+    """A small residual network (He et al. 2016): a 3x3 stem of 32 channels, two residual blocks
+    at full resolution, a strided 64-channel convolution, one more block, global average pooling
+    and a linear layer."""
+    channels, _, _ = shape
+    return nn.Sequential(
+        nn.Conv2d(channels, 32, 3, padding=1, bias=False),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        _ResidualBlock(32),
+        _ResidualBlock(32),
+        nn.Conv2d(32, 64, 3, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(64),
+        nn.ReLU(),
+        _ResidualBlock(64),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(64, classes),
+    )
+
+
 ARCHITECTURES: dict[str, Callable[[Shape, int], nn.Module]] = {
     "cnn": cnn,
     "mlp": mlp,
+    "lenet": lenet,
+    "resnet": resnet,
 }
 
 DEFAULT_ARCHITECTURE = "cnn"

@@ -30,6 +30,7 @@ from .cache import ModelCache, atomic_write
 from .dataset import Dataset, Splits
 from .defense import Defense
 from .errors import ArenaError, InvalidInputError, PluginError, RefusedResult
+from .fast import FastModel, tf32_matmul
 from .integrity import CROSS_RUN_CODES, ModelProbe, cross_run_flags, probe_model, run_flags
 from .models import build_classifier
 from .plugins import PluginInfo, Registry
@@ -83,6 +84,8 @@ class Settings:
     batch_size: int = 256
     query_budget: int = 5000
     timeout: float | None = None
+    #: The opt-in fast path of the attack's passes (see :mod:`arena.fast`).
+    fast: bool = False
 
 
 class PairingTimeout(ArenaError):
@@ -245,7 +248,9 @@ class Runner:
         """Surrogate classifiers for zero-query attacks, trained by the host on the training split."""
         models = {}
         for position, architecture in enumerate(architectures):
-            surrogate_seed = seed + SURROGATE_SEED_OFFSET + position
+            # Counted per architecture, so that one architecture's first surrogate is the same
+            # model whichever attack asks for it (a single-surrogate transfer and an ensemble).
+            surrogate_seed = seed + SURROGATE_SEED_OFFSET + architectures[:position].count(architecture)
             identity = {
                 "kind": "surrogate",
                 "architecture": architecture,
@@ -362,6 +367,8 @@ class Runner:
             "query_budget": settings.query_budget if query_attack else None,
             "arena": _arena_version(),
         }
+        if settings.fast:  # only then, so that results computed before the fast path keep their keys
+            identity["fast"] = True
         key = stable_hash(identity)
         if not self.force:
             existing = self.store.find_run(key)
@@ -401,6 +408,7 @@ class Runner:
             **environment(self.device),
             "seed": settings.seed,
             "batch_size": settings.batch_size,
+            "fast": settings.fast,
             "dataset_hash": data.content_hash,
             "checkpoint_sha256": None,
             "plugins": {
@@ -431,6 +439,9 @@ class Runner:
             run.status = "ok"
             run.samples = samples
             run.artifacts = {"examples": str(self._save_examples(key, examples))}
+            # The attack's own wall time (without training or judging) goes with the provenance:
+            # the schema has no column for it.
+            run.provenance["attack_seconds"] = metrics.pop("attack_seconds")
             for name, value in metrics.items():
                 setattr(result, name, value)
             flags = built.probe.flags(white_box=attack.access == Access.WHITE_BOX) if built.probe else []
@@ -465,19 +476,25 @@ class Runner:
         )
         attacked = correct.nonzero().flatten()  # only clean-correct points are attacked
         batches = [attacked[i : i + settings.batch_size] for i in range(0, len(attacked), settings.batch_size)]
+        # The fast path changes the attack's view of the models only; the host judges in float32.
+        target_view = FastModel(model, self.device) if settings.fast else model
+        if settings.fast:
+            transfer_models = {name: FastModel(m, self.device) for name, m in transfer_models.items()}
         torch.manual_seed(settings.seed)
         description = f"{attack_name} → {defense_name} ({threat})"
+        started = time.perf_counter()
         with self.reporter.task(description, total=max(len(batches), 1)) as advance, time_limit(
             settings.timeout, f"attack {attack_name} against {defense_name}"
-        ):
+        ), tf32_matmul(self.device, enabled=settings.fast):
             for index in batches:
                 x, y = x_all[index], y_all[index]
-                access = self._access(attack, model, len(index), settings.query_budget, counter, transfer_models)
+                access = self._access(attack, target_view, len(index), settings.query_budget, counter, transfer_models)
                 x_adv = attack.perturb(access, x, y, threat, None if targets is None else targets[index])
                 x_adv_all[index] = check_adversarial(x, x_adv, threat)
                 if queries is not None:
                     queries[index.cpu()] = access.queries
                 advance()
+        attack_seconds = time.perf_counter() - started
         adv_pred = predict(model, x_adv_all, settings.batch_size)
         goal = (adv_pred == targets) if targets is not None else (adv_pred != y_all)
         success = correct & goal
@@ -514,6 +531,7 @@ class Runner:
             )
         ]
         metrics = robustness_metrics(correct, success, robust, linf, l2, queries, counter)
+        metrics["attack_seconds"] = attack_seconds
         # Keep a few attacked samples, successful ones first, for pictures of the perturbation.
         order = sorted(attacked.tolist(), key=lambda i: (not bool(success[i]), i))[:EXAMPLES_KEPT]
         keep = torch.tensor(order, dtype=torch.long, device=x_all.device)

@@ -1,0 +1,121 @@
+"""Zero-query transfer attacks: optimise against surrogate models the host trained, never touching
+the target (the substitute-model attack of the lecture notes)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+import arena
+from arena import Access, Attack
+
+from .iterative import RowGradient, ascend, ascent_gradient, random_start
+
+METHODS = ("mifgsm", "pgd")
+
+
+class _SurrogateAttack(Attack):
+    """Iterative steps against surrogates: MI-FGSM (clean start, momentum ``decay``) or PGD
+    (random start, no momentum); ``step_size`` is a fraction of eps. Every step runs: success
+    on a surrogate says nothing certain about the target, so nothing stops early."""
+
+    access = Access.ZERO_QUERY
+    norms = ("linf", "l2")
+    supports_targeted = True
+
+    def _check(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.steps < 1 or self.step_size <= 0:
+            raise ValueError(f"steps must be at least 1 and step_size above 0, got {self.steps} and {self.step_size}")
+
+    def _gradient(self, access, y, target) -> RowGradient:
+        raise NotImplementedError
+
+    def perturb(self, access, x, y, threat, target=None):
+        momentum = self.method == "mifgsm"
+        return ascend(
+            self._gradient(access, y, target),
+            x,
+            x if momentum else random_start(x, threat),
+            threat,
+            steps=self.steps,
+            step_size=self.step_size * threat.eps,
+            decay=self.decay if momentum else 0.0,
+        )
+
+
+class Transfer(_SurrogateAttack):
+    """Transfer from one surrogate: MI-FGSM (Dong et al. 2018) or PGD against a classifier of
+    architecture ``surrogate`` that the host trained on the training split."""
+
+    name = "transfer"
+
+    def __init__(self, surrogate: str = "cnn", method: str = "mifgsm", steps: int = 10, step_size: float = 0.1,
+                 decay: float = 1.0):
+        self.surrogate = surrogate
+        self.method = method
+        self.steps = steps
+        self.step_size = step_size
+        self.decay = decay
+        self._check()
+
+    def surrogate_architectures(self):
+        return (self.surrogate,)
+
+    def _gradient(self, access, y, target):
+        model = access.surrogates[self.surrogate]
+        return lambda x_rows, rows: ascent_gradient(model, x_rows, y[rows], None if target is None else target[rows])
+
+
+def ensemble_log_probability(models, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """log(sum_i alpha_i softmax(Z_i(x))), alpha_i = 1/k: the fused prediction of Liu et al. 2017."""
+    log_probs = torch.stack([model(x).log_softmax(dim=1) for model in models])
+    return torch.logsumexp(log_probs, dim=0) - math.log(len(models))
+
+
+class EnsembleTransfer(_SurrogateAttack):
+    """Ensemble transfer (Liu et al. 2017): optimise against the averaged softmax of surrogates of
+    different architectures, -log(sum_i alpha_i J_i(x)·1_target) targeted and
+    log(sum_i alpha_i J_i(x)·1_y) untargeted, with alpha_i = 1/k.
+
+    Liu et al. minimise the objective plus a distance penalty with Adam; under a fixed budget the
+    eps-ball replaces the penalty, and the steps are MI-FGSM's or PGD's.
+    """
+
+    name = "ensemble-transfer"
+
+    def __init__(self, surrogates: tuple = ("cnn", "mlp", "lenet"), method: str = "mifgsm", steps: int = 10,
+                 step_size: float = 0.1, decay: float = 1.0):
+        self.surrogates = tuple(surrogates)
+        self.method = method
+        self.steps = steps
+        self.step_size = step_size
+        self.decay = decay
+        if len(set(self.surrogates)) < 2 or len(set(self.surrogates)) != len(self.surrogates):
+            raise ValueError(f"an ensemble needs two or more different surrogates, got {list(self.surrogates)}")
+        self._check()
+
+    def surrogate_architectures(self):
+        return self.surrogates
+
+    def _gradient(self, access, y, target):
+        models = [access.surrogates[name].model for name in self.surrogates]
+        labels, sign = (y, -1.0) if target is None else (target, 1.0)
+
+        def gradient(x_rows, rows):
+            with torch.enable_grad():
+                x_rows = x_rows.detach().requires_grad_(True)
+                fused = ensemble_log_probability(models, x_rows, labels[rows])
+                objective = sign * fused.gather(1, labels[rows][:, None]).sum()
+                (grad,) = torch.autograd.grad(objective, x_rows)
+            return fused.detach(), grad
+
+        return gradient
+
+
+@arena.hookimpl
+def register_attacks(register):
+    register(Transfer)
+    register(EnsembleTransfer)

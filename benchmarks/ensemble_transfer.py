@@ -1,5 +1,5 @@
 """Liu et al. (2017) on a small scale: targeted transfer from an ensemble of surrogates against a
-held-out architecture, compared with transfer from each surrogate alone.
+held-out architecture, compared with transfer from each surrogate alone, for each way of fusing the ensemble.
 
 The target is the `standard` defense built with an architecture none of the surrogates has; each
 surrogate is the host's model of that architecture (the same weights alone and in the ensemble).
@@ -17,6 +17,7 @@ from arena.plugins import get_registry
 from arena.runner import Runner, Settings
 from arena.store import open_store
 from arena.threat import ThreatModel
+from arena_plugins.attacks.transfer import FUSIONS
 
 
 def main() -> None:
@@ -45,12 +46,15 @@ def main() -> None:
             params = {**target, "transfer": {"surrogate": surrogate, **step}}
             (outcome,) = runner.robustness(args.dataset, ["transfer"], ["standard"], [threat], Settings(), params)
             rates[f"transfer from {surrogate}"] = outcome.run.robustness.attack_success_rate
-        params = {**target, "ensemble-transfer": {"surrogates": surrogates, **step}}
-        (outcome,) = runner.robustness(args.dataset, ["ensemble-transfer"], ["standard"], [threat], Settings(), params)
-        rates["ensemble-transfer (" + "+".join(surrogates) + ")"] = outcome.run.robustness.attack_success_rate
+        for fusion in FUSIONS:
+            params = {**target, "ensemble-transfer": {"surrogates": surrogates, "fusion": fusion, **step}}
+            (outcome,) = runner.robustness(args.dataset, ["ensemble-transfer"], ["standard"], [threat], Settings(),
+                                           params)
+            label = f"ensemble-transfer ({'+'.join(surrogates)}, {fusion})"
+            rates[label] = outcome.run.robustness.attack_success_rate
         print(f"\n{steps} steps of {step['step_size']:g}·eps: targeted success rate")
         for label, rate in rates.items():
-            print(f"  {label:<40}{100 * rate:6.1f}%")
+            print(f"  {label:<48}{100 * rate:6.1f}%")
 
 
 if __name__ == "__main__":

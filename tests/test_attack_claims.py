@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 
@@ -68,3 +70,25 @@ def test_fast_path_leaves_robust_accuracy_unchanged(arena):
     assert fast["provenance"]["fast"] is True and plain["provenance"]["fast"] is False
     assert plain["robust_accuracy"] < plain["clean_accuracy"] - 0.2
     assert abs(fast["robust_accuracy"] - plain["robust_accuracy"]) <= 0.03
+
+
+@pytest.mark.parametrize("held_out", ["cnn", "mlp", "lenet"])
+def test_ensemble_transfer_beats_every_single_surrogate_on_a_held_out_architecture(arena, held_out):
+    """Liu et al. 2017: targeted examples transfer better from an ensemble of architectures than from
+    any one of them. Each architecture is the black box once; the other two are the surrogates."""
+    surrogates = [a for a in ("cnn", "mlp", "lenet") if a != held_out]
+    steps = ["steps=40", "step_size=0.05"]
+    members = json.dumps(surrogates)
+    params = ["-p", f"standard.architecture={held_out}", "-p", f"ensemble-transfer.surrogates={members}"]
+    params += [arg for step in steps for arg in ("-p", f"ensemble-transfer.{step}")]
+    common = ["-d", "standard", "--targeted", "--eps", "0.3"]
+    ensemble = _by_attack(arena, "-a", "ensemble-transfer", *common, *params)["ensemble-transfer"]
+    singles = {}
+    for surrogate in surrogates:
+        single = ["-p", f"standard.architecture={held_out}", "-p", f"transfer.surrogate={surrogate}"]
+        single += [arg for step in steps for arg in ("-p", f"transfer.{step}")]
+        singles[surrogate] = _by_attack(arena, "-a", "transfer", *common, *single, "--force")["transfer"]
+    assert ensemble["attack_params"]["fusion"] == "logits"
+    for surrogate, row in singles.items():
+        assert row["attack_params"]["surrogate"] == surrogate
+        assert ensemble["attack_success_rate"] > row["attack_success_rate"], (surrogate, row["attack_success_rate"])

@@ -69,32 +69,52 @@ class Transfer(_SurrogateAttack):
         return lambda x_rows, rows: ascent_gradient(model, x_rows, y[rows], None if target is None else target[rows])
 
 
-def ensemble_log_probability(models, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """log(sum_i alpha_i softmax(Z_i(x))), alpha_i = 1/k: the fused prediction of Liu et al. 2017."""
+def fused_log_probability(models, x: torch.Tensor, fusion: str) -> torch.Tensor:
+    """The ensemble's log-probabilities, fusing its members' outputs as ``fusion`` says.
+
+    - ``"softmax"``: log(sum_i alpha_i softmax(Z_i(x))), the fused prediction of Liu et al. 2017;
+    - ``"logits"``: log softmax(sum_i alpha_i Z_i(x)), the ensemble in logits of Dong et al. 2018;
+    - ``"loss"``: sum_i alpha_i log softmax(Z_i(x)), an average of the members' losses;
+
+    all with equal weights alpha_i = 1/k.
+    """
+    if fusion == "logits":
+        return torch.stack([model(x) for model in models]).mean(dim=0).log_softmax(dim=1)
     log_probs = torch.stack([model(x).log_softmax(dim=1) for model in models])
+    if fusion == "loss":
+        return log_probs.mean(dim=0)
     return torch.logsumexp(log_probs, dim=0) - math.log(len(models))
 
 
-class EnsembleTransfer(_SurrogateAttack):
-    """Ensemble transfer (Liu et al. 2017): optimise against the averaged softmax of surrogates of
-    different architectures, -log(sum_i alpha_i J_i(x)·1_target) targeted and
-    log(sum_i alpha_i J_i(x)·1_y) untargeted, with alpha_i = 1/k.
+FUSIONS = ("logits", "softmax", "loss")
 
-    Liu et al. minimise the objective plus a distance penalty with Adam; under a fixed budget the
-    eps-ball replaces the penalty, and the steps are MI-FGSM's or PGD's.
+
+class EnsembleTransfer(_SurrogateAttack):
+    """Ensemble transfer (Liu et al. 2017): optimise against an ensemble of surrogates of different
+    architectures, -log p_ens(target | x) targeted and log p_ens(y | x) untargeted.
+
+    Liu et al. fuse the members' softmax outputs and minimise the objective plus a distance penalty
+    with Adam; under a fixed budget the eps-ball replaces the penalty, and the steps are MI-FGSM's or
+    PGD's. The members are fused in logits by default, as Dong et al. (2018) found best for
+    transfer: on digits, with each of cnn, mlp and lenet held out as the target and the other two as
+    surrogates, logit fusion beat every single surrogate's targeted success on all three targets,
+    while softmax fusion did so only on one (``fusion="softmax"`` gives Liu et al.'s fusion).
     """
 
     name = "ensemble-transfer"
 
     def __init__(self, surrogates: tuple = ("cnn", "mlp", "lenet"), method: str = "mifgsm", steps: int = 10,
-                 step_size: float = 0.1, decay: float = 1.0):
+                 step_size: float = 0.1, decay: float = 1.0, fusion: str = "logits"):
         self.surrogates = tuple(surrogates)
         self.method = method
         self.steps = steps
         self.step_size = step_size
         self.decay = decay
+        self.fusion = fusion
         if len(set(self.surrogates)) < 2 or len(set(self.surrogates)) != len(self.surrogates):
             raise ValueError(f"an ensemble needs two or more different surrogates, got {list(self.surrogates)}")
+        if fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
         self._check()
 
     def surrogate_architectures(self):
@@ -107,7 +127,7 @@ class EnsembleTransfer(_SurrogateAttack):
         def gradient(x_rows, rows):
             with torch.enable_grad():
                 x_rows = x_rows.detach().requires_grad_(True)
-                fused = ensemble_log_probability(models, x_rows, labels[rows])
+                fused = fused_log_probability(models, x_rows, self.fusion)
                 objective = sign * fused.gather(1, labels[rows][:, None]).sum()
                 (grad,) = torch.autograd.grad(objective, x_rows)
             return fused.detach(), grad

@@ -73,14 +73,19 @@ class WhiteBox:
     """Full access to a differentiable model: ``model``, ``logits(x)`` and ``gradient(...)``.
 
     The weights are frozen (``requires_grad=False``) and the model is in eval mode; an attack
-    needs gradients with respect to its input only.
+    needs gradients with respect to its input only. Against a randomized model the host sets
+    ``eot_samples`` above 1, and :meth:`gradient` returns the expectation over transformation
+    (the mean of that many gradients, each from a fresh forward pass); ``model`` and ``logits``
+    give one draw per call. Against a model with non-differentiable input transforms the host
+    has switched them to BPDA (straight-through) for the duration of the attack.
     """
 
     access = Access.WHITE_BOX
 
-    def __init__(self, model: nn.Module, counter: PassCounter | None = None) -> None:
+    def __init__(self, model: nn.Module, counter: PassCounter | None = None, eot_samples: int = 1) -> None:
         self.counter = counter or PassCounter()
         self.model = CountingModel(model, self.counter)
+        self.eot_samples = eot_samples
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """The model's logits for ``x``."""
@@ -89,14 +94,18 @@ class WhiteBox:
     def gradient(self, x: torch.Tensor, labels: torch.Tensor, loss: Loss | None = None) -> torch.Tensor:
         """Gradient of ``loss(logits, labels)`` (default: summed cross-entropy) with respect to ``x``.
 
-        The sum makes each sample's gradient independent of the batch size.
+        The sum makes each sample's gradient independent of the batch size. With
+        ``eot_samples`` > 1 it is the mean over that many forward and backward passes.
         """
         loss = loss or _summed_cross_entropy
+        total = torch.zeros_like(x)
         with torch.enable_grad():
-            x = x.detach().requires_grad_(True)
-            value = loss(self.model(x), labels)
-            (grad,) = torch.autograd.grad(value, x)
-        return grad.detach()
+            for _ in range(self.eot_samples):
+                inputs = x.detach().requires_grad_(True)
+                value = loss(self.model(inputs), labels)
+                (grad,) = torch.autograd.grad(value, inputs)
+                total += grad
+        return (total / self.eot_samples).detach()
 
 
 def _summed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

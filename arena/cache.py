@@ -1,7 +1,7 @@
 """The model cache: trained weights as safetensors files, checked against a SHA-256 record.
 
 Each checkpoint ``KEY.safetensors`` has a record ``KEY.json`` beside it (its SHA-256, size,
-what produced it and the training history). Both are written to a temporary name and renamed,
+what produced it, the wall time of training and the per-epoch training history). Both are written to a temporary name and renamed,
 so a crash never leaves a half-written file under a real name. Loading goes through
 safetensors only (no pickle), and a file whose hash differs from its record is rejected and
 rebuilt with a warning. A lock per key makes concurrent processes build a model once.
@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -88,7 +89,9 @@ class ModelCache:
             loaded = self._load(key, kind, name, model)
             if loaded is not None:
                 return loaded
+            started = time.perf_counter()
             history = train(model)
+            train_seconds = time.perf_counter() - started
             path = self.weights_path(key)
             atomic_write(path, lambda temporary: save_model(model, temporary))
             digest = file_sha256(path)
@@ -100,6 +103,7 @@ class ModelCache:
                 "size": path.stat().st_size,
                 "created_at": datetime.now(timezone.utc).isoformat(),
                 "meta": meta,
+                "train_seconds": train_seconds,
                 "history": history,
             }
             text = json.dumps(record, indent=2, default=str)

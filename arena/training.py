@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -41,9 +42,10 @@ class BuildContext:
     trained_defense: Callable[..., nn.Module] | None = None
     label: str = ""
 
-    def default_classifier(self, architecture: str = DEFAULT_ARCHITECTURE) -> nn.Module:
-        """The host's classifier for this dataset's shape (see :mod:`arena.models`)."""
-        return build_classifier(architecture, self.dataset.shape, self.dataset.classes)
+    def default_classifier(self, architecture: str = DEFAULT_ARCHITECTURE, dropout: float = 0.0) -> nn.Module:
+        """The host's classifier for this dataset's shape (see :mod:`arena.models`), with
+        ``dropout`` on the input of each fully connected layer if above 0."""
+        return build_classifier(architecture, self.dataset.shape, self.dataset.classes, dropout)
 
     def generator(self, offset: int = 0) -> torch.Generator:
         """A CPU random generator seeded from the run seed (plus ``offset``)."""
@@ -91,6 +93,14 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return correct / len(x)
 
 
+def _status(record: dict[str, Any]) -> str:
+    """The progress bar's text: the loss and every accuracy of the epoch."""
+    parts = [f"loss {record['loss']:.3f}"]
+    parts += [f"{name.replace('_accuracy', '').replace('_', ' ')} acc {value:.3f}"
+              for name, value in record.items() if name.endswith("accuracy") and isinstance(value, float)]
+    return " ".join(parts)
+
+
 def fit_classifier(
     model: nn.Module,
     splits: "Splits",
@@ -107,8 +117,9 @@ def fit_classifier(
 ) -> list[dict[str, Any]]:
     """Mini-batch Adam on the training split, shuffled by a generator seeded with ``seed``.
 
-    Returns one record per epoch: mean training loss, training-batch accuracy, test accuracy,
-    plus whatever ``epoch_metrics(model)`` adds (robust accuracy, say).
+    Returns one record per epoch: mean training loss, test accuracy, the seconds spent in the
+    optimisation steps (not in evaluating), plus whatever ``epoch_metrics(model)`` adds (robust
+    accuracy, say); the progress bar shows the accuracies as they come.
     """
     reporter = reporter or quiet()
     x, y = splits.x_train, splits.y_train
@@ -118,6 +129,7 @@ def fit_classifier(
     with reporter.task(description, total=epochs) as advance:
         for epoch in range(epochs):
             model.train()
+            started = time.perf_counter()
             order = torch.randperm(len(x), generator=shuffle).to(x.device)
             total_loss, seen = 0.0, 0
             for start in range(0, len(x), batch_size):
@@ -128,15 +140,17 @@ def fit_classifier(
                 optimizer.step()
                 total_loss += float(value.detach()) * len(index)
                 seen += len(index)
+            seconds = time.perf_counter() - started
             model.eval()
             record: dict[str, Any] = {
                 "epoch": epoch + 1,
                 "loss": total_loss / seen,
                 "test_accuracy": accuracy(model, splits.x_test, splits.y_test),
+                "seconds": seconds,
             }
             if epoch_metrics is not None:
                 record.update(epoch_metrics(model))
             history.append(record)
-            advance(status=f"loss {record['loss']:.3f} test acc {record['test_accuracy']:.3f}")
+            advance(status=_status(record))
     model.eval()
     return history

@@ -2,7 +2,8 @@
 
 Entries are compared only within one threat model (dataset, norm, eps, targeted). A defense's
 worst-case robust accuracy is decided per sample, as AutoAttack reports it: a sample counts as
-robust only if no attack fooled it, over the samples every attack evaluated.
+robust only if no attack fooled it, over the samples every attack evaluated. Where a pairing was
+evaluated both adaptively (BPDA, EOT) and plainly, the adaptive result is the one ranked.
 """
 
 from __future__ import annotations
@@ -60,10 +61,16 @@ class RobustnessBoard:
     attack_ranking: list[AttackEntry]
 
 
+def _is_adaptive(row: Mapping[str, Any]) -> bool:
+    return (row.get("evaluation") or {}).get("mode") == "adaptive"
+
+
 def _latest(rows: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], Mapping[str, Any]]:
-    """The newest completed run for each (defense model, attack configuration)."""
+    """The newest completed run for each (defense model, attack configuration); an adaptive
+    evaluation (BPDA, EOT) is preferred to a plain one of the same pairing, which overstates
+    robustness."""
     latest: dict[tuple[str, str], Mapping[str, Any]] = {}
-    for row in sorted(rows, key=lambda r: r["run_id"]):
+    for row in sorted(rows, key=lambda r: (_is_adaptive(r), r["run_id"])):
         if row["status"] == "ok":
             latest[(row["defense_key"], row["attack_label"])] = row
     return latest

@@ -19,13 +19,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy
 import torch
+from safetensors.torch import save_file
 from torch import nn
 
 from .access import Access, LabelOracle, PassCounter, ScoreOracle, TransferAccess, WhiteBox
 from .attack import Attack
-from safetensors.torch import save_file
-
 from .cache import ModelCache, atomic_write
 from .dataset import Dataset, Splits
 from .defense import Defense
@@ -137,12 +137,7 @@ def make_deterministic(seed: int) -> None:
     """Seed every generator and make torch use deterministic algorithms (``--deterministic``)."""
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     random.seed(seed)
-    try:
-        import numpy
-
-        numpy.random.seed(seed)
-    except ImportError:  # numpy is a dependency, but seeding it is only a courtesy to plugins
-        pass
+    numpy.random.seed(seed)
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.benchmark = False

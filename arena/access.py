@@ -97,15 +97,24 @@ class WhiteBox:
         The sum makes each sample's gradient independent of the batch size. With
         ``eot_samples`` > 1 it is the mean over that many forward and backward passes.
         """
+        return self.logits_and_gradient(x, labels, loss)[1]
+
+    def logits_and_gradient(
+        self, x: torch.Tensor, labels: torch.Tensor, loss: Loss | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The logits at ``x`` and the gradient of :meth:`gradient` from the same passes (one
+        forward and one backward, or ``eot_samples`` of each, whose logits and gradients are
+        averaged): iterative attacks read from the logits which samples are already fooled."""
         loss = loss or _summed_cross_entropy
-        total = torch.zeros_like(x)
+        logits_sum, grad_sum = None, torch.zeros_like(x)
         with torch.enable_grad():
             for _ in range(self.eot_samples):
                 inputs = x.detach().requires_grad_(True)
-                value = loss(self.model(inputs), labels)
-                (grad,) = torch.autograd.grad(value, inputs)
-                total += grad
-        return (total / self.eot_samples).detach()
+                logits = self.model(inputs)
+                (grad,) = torch.autograd.grad(loss(logits, labels), inputs)
+                logits_sum = logits.detach() if logits_sum is None else logits_sum + logits.detach()
+                grad_sum += grad
+        return logits_sum / self.eot_samples, (grad_sum / self.eot_samples).detach()
 
 
 def _summed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

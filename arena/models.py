@@ -80,4 +80,9 @@ def build_classifier(architecture: str, shape: Shape, classes: int, dropout: flo
         raise InvalidInputError(
             f"unknown architecture {architecture!r}: use one of {', '.join(sorted(ARCHITECTURES))}"
         ) from None
-    return factory(tuple(shape), classes, dropout=dropout)
+    if not dropout:
+        return factory(tuple(shape), classes)
+    try:
+        return factory(tuple(shape), classes, dropout=dropout)
+    except TypeError:
+        raise InvalidInputError(f"architecture {architecture!r} has no dropout option: use cnn or mlp") from None

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import InvalidInputError
 from .models import DEFAULT_ARCHITECTURE, build_classifier
 from .progress import Reporter, quiet
 
@@ -61,6 +62,7 @@ class BuildContext:
         loss: BatchLoss = cross_entropy_loss,
         weight_decay: float = 0.0,
         epoch_metrics: Callable[[nn.Module], dict[str, float]] | None = None,
+        lr_schedule: str = "constant",
     ) -> list[dict[str, Any]]:
         """Train a classifier with Adam; see :func:`fit_classifier`."""
         return fit_classifier(
@@ -72,6 +74,7 @@ class BuildContext:
             seed=self.seed,
             loss=loss,
             weight_decay=weight_decay,
+            lr_schedule=lr_schedule,
             reporter=self.reporter,
             description=f"training {self.label}".strip(),
             epoch_metrics=epoch_metrics,
@@ -91,6 +94,14 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
             correct += int((logits.argmax(1) == y[start : start + batch_size]).sum())
     model.train(was_training)
     return correct / len(x)
+
+
+#: Learning-rate schedules :func:`fit_classifier` knows, as a factor of ``lr`` by fraction of training done.
+LR_SCHEDULES: dict[str, Callable[[float], float]] = {
+    "constant": lambda done: 1.0,
+    # Wong et al. 2020: linearly from 0 up to lr over the first half of the steps, back to 0 over the second.
+    "cyclic": lambda done: 1.0 - abs(2.0 * done - 1.0),
+}
 
 
 def _status(record: dict[str, Any]) -> str:
@@ -114,17 +125,26 @@ def fit_classifier(
     reporter: Reporter | None = None,
     description: str = "training",
     epoch_metrics: Callable[[nn.Module], dict[str, float]] | None = None,
+    lr_schedule: str = "constant",
 ) -> list[dict[str, Any]]:
-    """Mini-batch Adam on the training split, shuffled by a generator seeded with ``seed``.
+    """Mini-batch Adam on the training split, shuffled by a generator seeded with ``seed``, with
+    the learning rate ``lr`` held constant or following a schedule of :data:`LR_SCHEDULES`
+    (updated after every step).
 
     Returns one record per epoch: mean training loss, test accuracy, the seconds spent in the
     optimisation steps (not in evaluating), plus whatever ``epoch_metrics(model)`` adds (robust
     accuracy, say); the progress bar shows the accuracies as they come.
     """
+    if lr_schedule not in LR_SCHEDULES:
+        raise InvalidInputError(f"unknown learning-rate schedule {lr_schedule!r}: use one of {', '.join(LR_SCHEDULES)}")
     reporter = reporter or quiet()
     x, y = splits.x_train, splits.y_train
     shuffle = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    total_steps = max(1, epochs * -(-len(x) // batch_size))
+    factor = LR_SCHEDULES[lr_schedule]
+    # Step k trains at the schedule's value halfway through it, so no step runs at a rate of 0.
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: factor((step + 0.5) / total_steps))
     history: list[dict[str, Any]] = []
     with reporter.task(description, total=epochs) as advance:
         for epoch in range(epochs):
@@ -138,6 +158,7 @@ def fit_classifier(
                 optimizer.zero_grad(set_to_none=True)
                 value.backward()
                 optimizer.step()
+                scheduler.step()
                 total_loss += float(value.detach()) * len(index)
                 seen += len(index)
             seconds = time.perf_counter() - started

@@ -9,12 +9,19 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from arena.cli import cli
 from arena.plugins import set_registry
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `pytest -n 2` on two cores: one intra-op thread per worker (and per `arena` subprocess), or
+    # the workers' OpenMP threads contend for the cores and training runs many times slower.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -156,14 +156,17 @@ def cross_run_flags(rows: Iterable[Mapping[str, Any]]) -> dict[int, list[Flag]]:
     - ``blackbox-beats-whitebox``: at one threat model, a score-query, label-query or zero-query
       attack leaves a lower robust accuracy (by more than one sample) than the white-box attack,
       so the white-box result understates the attack's power: gradient masking suspected.
+
+    A sweep is compared within one evaluation, attacks within one decision rule (the number of
+    draws per judged prediction of a randomized model).
     """
     flags: dict[int, list[Flag]] = {}
     ok = [row for row in rows if row["status"] == "ok" and row["robust_accuracy"] is not None]
 
     sweeps: dict[tuple, list[Mapping[str, Any]]] = {}
     for row in ok:
-        mode = (row.get("evaluation") or {}).get("mode", "plain")
-        key = (row["dataset"], row["defense_key"], row["attack_label"], mode, row["norm"], row["targeted"], row["n"])
+        evaluation = tuple(sorted((row.get("evaluation") or {}).items()))
+        key = (row["dataset"], row["defense_key"], row["attack_label"], evaluation, row["norm"], row["targeted"], row["n"])
         sweeps.setdefault(key, []).append(row)
     for runs in sweeps.values():
         runs = sorted(runs, key=lambda r: (r["eps"], r["run_id"]))
@@ -181,7 +184,8 @@ def cross_run_flags(rows: Iterable[Mapping[str, Any]]) -> dict[int, list[Flag]]:
 
     groups: dict[tuple, list[Mapping[str, Any]]] = {}
     for row in ok:
-        groups.setdefault((row["dataset"], row["defense_key"], row["norm"], row["eps"], row["targeted"]), []).append(row)
+        draws = (row.get("evaluation") or {}).get("decision_draws", 1)  # only results judged alike compare
+        groups.setdefault((row["dataset"], row["defense_key"], draws, row["norm"], row["eps"], row["targeted"]), []).append(row)
     for runs in groups.values():
         white = [r for r in runs if r["attack_access"] == "white-box"]
         black = [r for r in runs if r["attack_access"] != "white-box"]

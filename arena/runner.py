@@ -524,6 +524,7 @@ class Runner:
         )
         attacked = correct.nonzero().flatten()  # only clean-correct points are attacked
         batches = [attacked[i : i + settings.batch_size] for i in range(0, len(attacked), settings.batch_size)]
+        torch.manual_seed(settings.seed)  # again: training surrogates above may have re-seeded
         description = f"{attack_name} → {defense_name} ({threat}" + (
             f", {evaluation.describe()})" if evaluation.adaptive else ")"
         )

@@ -12,7 +12,7 @@ from torch import nn
 
 from arena import WhiteBox
 from arena.evaluation import PLAIN, Evaluation, judge, plan
-from arena.integrity import ModelProbe, probe_model
+from arena.integrity import ModelProbe, cross_run_flags, probe_model
 from arena.models import cnn
 from arena.transforms import straight_through
 from arena_plugins.defenses.adversary import cross_entropy_objective, pgd
@@ -161,3 +161,22 @@ def test_trades_objective_is_cross_entropy_plus_beta_kl():
     ce = -np.mean(np.log(clean_p[np.arange(5), y.numpy()]))
     for beta in (0.0, 1.0, 6.0):
         assert trades_objective(logits, adversarial, y, beta).item() == pytest.approx(ce + beta * kl, rel=1e-5)
+
+
+def test_cross_run_flags_compare_like_with_like():
+    def row(run_id, attack, robust, access="white-box", eps=0.2, **evaluation):
+        return {"run_id": run_id, "status": "ok", "dataset": "digits", "defense_key": "d", "attack_label": attack,
+                "attack_access": access, "norm": "linf", "eps": eps, "targeted": False, "n": 100,
+                "robust_accuracy": robust, "evaluation": {**PLAIN.as_dict(), **evaluation}}
+
+    bpda = {"mode": "adaptive", "bpda": True}
+    rows = [row(1, "fgsm", 0.90), row(2, "fgsm", 0.40, **bpda), row(3, "noise", 0.60, access="zero-query"),
+            # Sweeps are per evaluation: plain at eps 0.3 is above BPDA at 0.2, which says nothing.
+            row(4, "fgsm", 0.95, eps=0.1), row(5, "fgsm", 0.80, eps=0.3)]
+    flags = cross_run_flags(rows)
+    assert {k: [f.code for f in v] for k, v in flags.items()} == {1: ["blackbox-beats-whitebox"]}
+    eot = {"mode": "adaptive", "eot_samples": 20, "decision_draws": 10}
+    # A single-draw judgement and a ten-draw one are not compared.
+    assert cross_run_flags([row(1, "pgd", 0.5, **eot), row(2, "square", 0.3, access="score-query")]) == {}
+    assert set(cross_run_flags([row(1, "pgd", 0.5, **eot),
+                                row(2, "square", 0.3, access="score-query", mode="adaptive", decision_draws=10)])) == {1}

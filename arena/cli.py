@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import traceback
@@ -246,31 +247,66 @@ def _summary(outcomes) -> Table:
 
 @cli.command()
 @click.option("--dataset", default=None, help="Only this dataset.")
-@click.option("--format", "fmt", type=click.Choice(["table", "md", "csv", "json"]), default="table", show_default=True)
-@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
-              help="Write to this file instead of standard output.")
+@click.option("--norm", type=click.Choice(["linf", "l2"]), default=None, help="Only this threat-model norm.")
+@click.option("--eps", "eps_text", default=None, metavar="E[,E2..]", help="Only these perturbation budgets.")
+@click.option("--track", type=click.Choice(["robustness", "attacks", "generative"]), default=None,
+              help="Only this track's tables (default: all).")
+@click.option("--include-flagged", is_flag=True, help="Rank flagged results too (marked ⚑) instead of listing them apart.")
+@click.option("--format", "fmt", type=click.Choice(["table", "md", "csv", "json", "html"]), default="table",
+              show_default=True)
+@click.option("--output", "-o", type=click.Path(), default=None,
+              help="Write to this file instead of standard output; with --format html, a folder for index.html.")
 @db_option
-def leaderboard(dataset, fmt, output, db_url) -> None:
-    """Show the leaderboard: defenses by worst-case robust accuracy, attacks by success rate."""
-    from arena_leaderboard import render_csv, render_json, render_markdown, render_rich, robustness_boards, views
+def leaderboard(dataset, norm, eps_text, track, include_flagged, fmt, output, db_url) -> None:
+    """Show the leaderboard: defenses by worst-case robust accuracy, attacks by success rate, arena ratings."""
+    from arena_leaderboard import ROBUSTNESS_TRACKS, Filters, robustness_views
 
     from .results import robustness_rows
 
+    filters = Filters(dataset, norm, tuple(_parse_eps(eps_text) or ()), track)
+    if fmt == "html" and not output:
+        raise InvalidInputError("--format html writes a folder: add -o DIR (e.g. -o site/)")
     store = _store(db_url)
-    rows = robustness_rows(store, _registry(), dataset=dataset)
+    rows = []
+    if filters.wants(ROBUSTNESS_TRACKS):
+        rows = [row for row in robustness_rows(store, _registry(), dataset=dataset) if filters.matches(row)]
     outcomes = store.sample_outcomes([row["run_id"] for row in rows])
-    board_views = views(robustness_boards(rows, outcomes))
-    if fmt == "table":
-        if not board_views:
-            stdout.print("No results yet: run e.g. `arena run --attack fgsm --defense advtrain`.")
-            return
-        console = Console(file=open(output, "w", encoding="utf-8"), width=120) if output else stdout
-        for table in render_rich(board_views):
+    board_views = filters.select(robustness_views(rows, outcomes, include_flagged, examples=fmt == "html"))
+    if fmt == "html":
+        _write_page(board_views, output, f"{len(rows)} stored results")
+    elif fmt == "table":
+        _print_tables(board_views, output)
+    else:
+        from arena_leaderboard import render_csv, render_json, render_markdown
+
+        _emit({"md": render_markdown, "csv": render_csv, "json": render_json}[fmt](board_views), output)
+
+
+def _print_tables(board_views, output: str | None) -> None:
+    from arena_leaderboard import render_rich
+
+    if not board_views:
+        stdout.print("No results to show: loosen the filters, or run e.g. `arena run --attack fgsm --defense advtrain`.")
+        return
+    with open(output, "w", encoding="utf-8") if output else contextlib.nullcontext(None) as handle:
+        console = Console(file=handle, width=120) if handle else stdout
+        for table in render_rich(board_views, width=console.width):
             console.print(table)
             console.print()
-        return
-    text = {"md": render_markdown, "csv": render_csv, "json": render_json}[fmt](board_views)
-    _emit(text, output)
+
+
+def _write_page(board_views, folder: str, summary: str) -> None:
+    from pathlib import Path
+
+    from arena_leaderboard.html import render_html
+
+    target = Path(folder)
+    if target.exists() and not target.is_dir():
+        raise InvalidInputError(f"-o {folder}: --format html writes index.html into a folder, and this is a file")
+    target.mkdir(parents=True, exist_ok=True)
+    page = target / "index.html"
+    page.write_text(render_html(board_views, summary=summary), encoding="utf-8")
+    stdout.print(str(page), highlight=False, soft_wrap=True)
 
 
 def _emit(text: str, output: str | None) -> None:
@@ -343,6 +379,7 @@ def show(run_id, db_url) -> None:
         fooled = [s for s in attacked if s.success]
         stdout.print(f"Samples: {len(run.samples)} evaluated, {len(attacked)} clean-correct and attacked, "
                      f"{len(fooled)} fooled.")
+    _picture_examples(run)
     if run.error:
         stdout.print(f"[red]{run.status}[/]:", highlight=False)
         stdout.print(run.error, highlight=False, markup=False)
@@ -394,6 +431,24 @@ def _history_cell(name: str, value: Any) -> str:
     if "accuracy" in name:
         return _pct(value)
     return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _picture_examples(run) -> None:
+    """Clean / adversarial / amplified perturbation of the examples the run kept, as a PNG."""
+    examples = (run.artifacts or {}).get("examples")
+    if not examples or run.robustness is None:
+        return
+    from pathlib import Path
+
+    from arena_leaderboard.figures import save_examples_png
+
+    if not Path(examples).is_file():
+        stderr.print(f"[yellow]warning:[/] the examples file {examples} is gone; `arena run ... --force` "
+                     "writes it again", highlight=False)
+        return
+    result = run.robustness
+    title = f"{result.attack} vs {result.defense} · {result.norm} eps={result.eps:g}"
+    stdout.print(f"Examples: {save_examples_png(examples, title)}", highlight=False, soft_wrap=True)
 
 
 @cli.command()

@@ -3,18 +3,31 @@
 Installed as ``arena_leaderboard``. Nothing here touches the database or runs a model.
 """
 
+from .filters import TRACKS, Filters
+from .ratings import ArenaRatings, Rating, arena_ratings, bradley_terry
+from .render import Column, Figure, View, render_csv, render_json, render_markdown, render_rich
 from .robustness import AttackEntry, DefenseEntry, RobustnessBoard, ThreatGroup, robustness_boards
-from .render import render_csv, render_json, render_markdown, render_rich, views
+from .views import ROBUSTNESS_TRACKS, robustness_views
 
 __all__ = [
+    "ArenaRatings",
     "AttackEntry",
+    "Column",
     "DefenseEntry",
+    "Figure",
+    "Filters",
+    "ROBUSTNESS_TRACKS",
+    "Rating",
     "RobustnessBoard",
+    "TRACKS",
     "ThreatGroup",
+    "View",
+    "arena_ratings",
+    "bradley_terry",
     "render_csv",
     "render_json",
     "render_markdown",
     "render_rich",
     "robustness_boards",
-    "views",
+    "robustness_views",
 ]

@@ -1,24 +1,76 @@
-"""Renderers: the same views as rich tables, Markdown, CSV or JSON."""
+"""Views and their text renderers: every view as a rich table, Markdown, CSV or JSON.
+
+A :class:`View` is a titled table plus what a renderer needs to know about it: which track it
+belongs to, notes, which columns carry a colour scale or an interval, and optionally a
+:class:`Figure` drawn from its own rows (the HTML page draws figures; text formats leave them
+out). Renderers know nothing about any particular view, so a new view slots into every format.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from rich import box
+from rich.color import Color, blend_rgb
+from rich.color_triplet import ColorTriplet
+from rich.cells import cell_len
+from rich.console import Group
+from rich.style import Style
 from rich.table import Table
+from rich.text import Text
 
-from .robustness import RobustnessBoard
+#: The track of a view that names none, by its table.
+TABLE_TRACKS = {"defenses": "robustness", "attacks": "attacks", "generators": "generative"}
+#: Colour scale of heat columns, bad (0) to good (1): ColorBrewer's RdYlGn, as in most heat maps.
+HEAT_STOPS = (
+    (0.0, (165, 0, 38)),
+    (0.25, (244, 109, 67)),
+    (0.5, (254, 224, 139)),
+    (0.75, (166, 217, 106)),
+    (1.0, (0, 104, 55)),
+)
 
 
 @dataclass
 class Column:
+    """One column: its header, the row key it shows and how to show the value.
+
+    ``kind`` is ``text``, ``percent`` (a fraction), ``number``, ``int``, ``rating`` (rounded to a
+    whole number), ``mark`` (a boolean shown as a flag) or ``image`` (a path to a picture, drawn
+    only on the HTML page). ``interval`` names the row keys of a confidence interval shown after
+    the value; ``heat`` colours the cells by value on a 0..1 scale.
+    """
+
     name: str
     key: str
-    kind: str = "text"  # text | percent | number | int
+    kind: str = "text"
+    interval: tuple[str, str] | None = None
+    heat: bool = False
+
+    @property
+    def numeric(self) -> bool:
+        return self.kind in ("percent", "number", "int", "rating")
+
+
+@dataclass
+class Figure:
+    """A picture of (part of) a view's own table.
+
+    ``heatmap``: rows by ``columns``; ``lines``: one line per row through ``columns`` placed at
+    ``x``; ``intervals``: each row's value in ``columns[0]`` with that column's interval.
+    ``label`` is the row key that names rows.
+    """
+
+    kind: str
+    label: str
+    columns: list[str]
+    x: list[float] | None = None
+    x_label: str = ""
+    y_label: str = ""
 
 
 @dataclass
@@ -26,147 +78,184 @@ class View:
     """A titled table: what every renderer draws."""
 
     title: str
-    table: str  # "defenses" | "attacks"
+    table: str
     group: dict[str, Any]
     columns: list[Column]
     rows: list[dict[str, Any]]
+    tracks: tuple[str, ...] = ()
+    notes: list[str] = field(default_factory=list)
+    figure: Figure | None = None
+
+    def __post_init__(self) -> None:
+        if not self.tracks:
+            self.tracks = (TABLE_TRACKS.get(self.table, self.table),)
 
 
-def _percent(value: float | None) -> str:
-    return "—" if value is None else f"{100 * value:.1f}%"
-
-
-def _format(value: Any, kind: str) -> str:
+def format_value(value: Any, kind: str) -> str:
     if value is None:
         return "—"
     if kind == "percent":
-        return _percent(value)
+        return f"{100 * value:.1f}%"
     if kind == "number":
         return f"{value:.3g}"
-    if kind == "int":
-        return str(int(value))
-    if isinstance(value, list):
-        return ", ".join(map(str, value)) or ""
+    if kind in ("int", "rating"):
+        return f"{value:.0f}"
+    if kind == "mark":
+        return "⚑" if value else ""
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value))
     return str(value)
 
 
-def views(boards: list[RobustnessBoard]) -> list[View]:
-    """Two views per threat model: the defense ranking and the attack ranking."""
-    result = []
-    for board in boards:
-        group = {
-            "dataset": board.group.dataset,
-            "norm": board.group.norm,
-            "eps": board.group.eps,
-            "targeted": board.group.targeted,
-        }
-        columns = [Column("#", "rank", "int"), Column("defense", "defense"), Column("clean", "clean_accuracy", "percent")]
-        columns += [Column(attack, f"attack:{attack}", "percent") for attack in board.attacks]
-        columns += [
-            Column("worst case", "worst_case", "percent"),
-            Column("attacks", "attacks_faced", "int"),
-            Column("flags", "flags"),
-        ]
-        rows = []
-        for entry in board.defenses:
-            row = {
-                "rank": entry.rank,
-                "defense": entry.defense,
-                "clean_accuracy": entry.clean_accuracy,
-                "worst_case": entry.worst_case,
-                "worst_case_n": entry.worst_case_n,
-                "attacks_faced": entry.attacks_faced,
-                "flags": entry.flags,
-            }
-            row.update({f"attack:{a}": entry.robust_by_attack.get(a) for a in board.attacks})
-            rows.append(row)
-        result.append(View(f"Defenses — {board.group}", "defenses", group, columns, rows))
-
-        size = "mean L∞" if board.group.norm == "linf" else "mean L2"
-        attack_columns = [
-            Column("#", "rank", "int"),
-            Column("attack", "attack"),
-            Column("access", "access"),
-            Column("success", "success_rate", "percent"),
-            Column("robust acc.", "mean_robust_accuracy", "percent"),
-            Column("defenses", "defenses_faced", "int"),
-            Column(size, "mean_perturbation", "number"),
-            Column("queries", "queries", "number"),
-            Column("flags", "flags"),
-        ]
-        attack_rows = [
-            {
-                "rank": e.rank,
-                "attack": e.attack,
-                "access": e.access,
-                "success_rate": e.success_rate,
-                "mean_robust_accuracy": e.mean_robust_accuracy,
-                "defenses_faced": e.defenses_faced,
-                "mean_perturbation": e.mean_perturbation,
-                "queries": e.queries,
-                "flags": e.flags,
-            }
-            for e in board.attack_ranking
-        ]
-        result.append(View(f"Attacks — {board.group}", "attacks", group, attack_columns, attack_rows))
-    return result
+def format_cell(row: dict[str, Any], column: Column) -> str:
+    """The cell as text, with its interval when the column has one."""
+    text = format_value(row.get(column.key), column.kind)
+    if column.interval and row.get(column.interval[0]) is not None:
+        low, high = (format_value(row.get(key), column.kind) for key in column.interval)
+        text += f" ({low}–{high})"
+    return text
 
 
-def render_rich(views_: list[View]) -> list[Table]:
-    tables = []
-    for view in views_:
-        table = Table(title=view.title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD)
-        for column in view.columns:
-            justify = "left" if column.kind == "text" else "right"
-            table.add_column(column.name, justify=justify, no_wrap=column.kind != "text")
-        for row in view.rows:
-            table.add_row(*(_format(row.get(c.key), c.kind) for c in view.columns))
-        tables.append(table)
-    return tables
+def heat_colour(value: float) -> tuple[int, int, int]:
+    """The colour of a value on the 0..1 scale of :data:`HEAT_STOPS`."""
+    value = min(max(float(value), 0.0), 1.0)
+    for (start, low), (end, high) in zip(HEAT_STOPS, HEAT_STOPS[1:]):
+        if value <= end:
+            mixed = blend_rgb(ColorTriplet(*low), ColorTriplet(*high), (value - start) / (end - start))
+            return mixed.red, mixed.green, mixed.blue
+    return HEAT_STOPS[-1][1]
 
 
-def render_markdown(views_: list[View]) -> str:
+def ink_on(rgb: tuple[int, int, int]) -> str:
+    """Black or white, whichever reads better on this background (ITU-R BT.601 luma)."""
+    red, green, blue = rgb
+    return "black" if 0.299 * red + 0.587 * green + 0.114 * blue >= 140 else "white"
+
+
+def _shown(view: View) -> list[Column]:
+    return [column for column in view.columns if column.kind != "image"]
+
+
+def render_rich(views: list[View], width: int = 80) -> list[Group]:
+    """Each view as its title, a rich table and its notes; a view too wide for ``width`` is
+    split into several tables that repeat its leading label columns."""
+    rendered = []
+    for view in views:
+        pages = _column_pages(view, width)
+        for number, columns in enumerate(pages):
+            title = view.title if number == 0 else f"{view.title} (continued)"
+            notes = [Text(note, style="dim") for note in view.notes] if number == len(pages) - 1 else []
+            rendered.append(Group(Text(title, style="bold italic"), _rich_table(view, columns), *notes))
+    return rendered
+
+
+def _rich_table(view: View, columns: list[Column]) -> Table:
+    table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for column in columns:
+        justify = "left" if column.kind == "text" else "right"
+        table.add_column(Text(column.name), justify=justify, no_wrap=column.kind != "text")
+    for row in view.rows:
+        table.add_row(*(_rich_cell(row, column) for column in columns))
+    return table
+
+
+#: Text columns wrap, so they need no more than this many characters when space is short.
+_WRAPPED_TEXT = 24
+
+
+def _column_pages(view: View, width: int) -> list[list[Column]]:
+    """The view's columns in groups that each fit ``width``, leading text columns on every page."""
+    columns = _shown(view)
+    labels = []
+    for column in columns:
+        if column.kind != "text":
+            break
+        labels.append(column)
+    rest = columns[len(labels):]
+
+    def needed(column: Column) -> int:
+        natural = max([cell_len(column.name), *(cell_len(format_cell(row, column)) for row in view.rows)])
+        return 1 + (min(natural, _WRAPPED_TEXT) if column.kind == "text" else natural)
+
+    room = width - 2  # the table's edges
+    base = sum(needed(column) for column in labels)
+    pages: list[list[Column]] = []
+    used = room  # forces a first page
+    for column in rest:
+        size = needed(column)
+        if used + size > room and (not pages or len(pages[-1]) > len(labels)):
+            pages.append(list(labels))
+            used = base
+        pages[-1].append(column)
+        used += size
+    return pages or [labels]
+
+
+def _rich_cell(row: dict[str, Any], column: Column) -> Text:
+    text = format_cell(row, column)
+    value = row.get(column.key)
+    if column.heat and isinstance(value, (int, float)):
+        background = heat_colour(value)
+        return Text(text, style=Style(color=ink_on(background), bgcolor=Color.from_rgb(*background)))
+    if column.kind == "mark" and value:
+        return Text(text, style="bold yellow")
+    return Text(text)
+
+
+def render_markdown(views: list[View]) -> str:
     parts = []
-    for view in views_:
-        header = "| " + " | ".join(c.name for c in view.columns) + " |"
-        rule = "|" + "|".join("---" if c.kind == "text" else "---:" for c in view.columns) + "|"
-        lines = [f"### {view.title}", "", header, rule]
+    for view in views:
+        columns = _shown(view)
+        header = "| " + " | ".join(c.name for c in columns) + " |"
+        rule = "|" + "|".join("---" if c.kind == "text" else "---:" for c in columns) + "|"
+        lines = [f"### {view.title}", ""]
+        lines += [f"_{note}_" for note in view.notes] + ([""] if view.notes else [])
+        lines += [header, rule]
         for row in view.rows:
-            cells = (_format(row.get(c.key), c.kind).replace("|", "\\|") for c in view.columns)
+            cells = (format_cell(row, c).replace("|", "\\|") for c in columns)
             lines.append("| " + " | ".join(cells) + " |")
         parts.append("\n".join(lines))
     return "\n\n".join(parts) + "\n"
 
 
-def render_csv(views_: list[View]) -> str:
-    """One tidy table: a row per leaderboard entry, with its threat model and table name."""
+def render_csv(views: list[View]) -> str:
+    """One tidy table: a row per leaderboard entry, with its view's group and table name."""
+    group_keys: list[str] = []
     keys: list[str] = []
-    for view in views_:
+    for view in views:
+        _extend(group_keys, view.group)
         for column in view.columns:
-            if column.key not in keys:
-                keys.append(column.key)
-    fields = ["table", "dataset", "norm", "eps", "targeted"] + keys
+            _extend(keys, [column.key, *(column.interval or ())])
+    fields = ["table", *group_keys, *(k for k in keys if k not in group_keys)]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
-    for view in views_:
+    for view in views:
         for row in view.rows:
             record = {"table": view.table, **view.group}
             for key, value in row.items():
-                record[key] = ";".join(value) if isinstance(value, list) else value
+                record[key] = ";".join(map(str, value)) if isinstance(value, (list, tuple)) else value
             writer.writerow(record)
     return buffer.getvalue()
 
 
-def render_json(views_: list[View]) -> str:
+def _extend(keys: list[str], new: Any) -> None:
+    for key in new:
+        if key not in keys:
+            keys.append(key)
+
+
+def render_json(views: list[View]) -> str:
     payload = [
         {
             "title": view.title,
             "table": view.table,
+            "tracks": list(view.tracks),
             **view.group,
             "columns": [c.key for c in view.columns],
+            "notes": view.notes,
             "entries": view.rows,
         }
-        for view in views_
+        for view in views
     ]
     return json.dumps(payload, indent=2)

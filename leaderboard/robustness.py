@@ -9,8 +9,15 @@ evaluated both adaptively (BPDA, EOT) and plainly, the adaptive result is the on
 from __future__ import annotations
 
 import statistics
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
+
+from arena.integrity import is_suspect
+
+from .outcomes import SampleOutcomes, sample_outcomes
+
+Row = Mapping[str, Any]
 
 
 @dataclass(frozen=True, order=True)
@@ -20,9 +27,21 @@ class ThreatGroup:
     eps: float
     targeted: bool
 
+    @staticmethod
+    def key(row: Row) -> tuple[str, str, float, bool]:
+        """What identifies a row's threat model (cheaper to hash than the dataclass)."""
+        return row["dataset"], row["norm"], float(row["eps"]), bool(row["targeted"])
+
+    @classmethod
+    def of(cls, row: Row) -> "ThreatGroup":
+        return cls(*cls.key(row))
+
     def __str__(self) -> str:
         mode = "targeted" if self.targeted else "untargeted"
         return f"{self.dataset} · {self.norm} eps={self.eps:g} · {mode}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "norm": self.norm, "eps": self.eps, "targeted": self.targeted}
 
 
 @dataclass
@@ -34,6 +53,8 @@ class DefenseEntry:
     worst_case_n: int
     robust_by_attack: dict[str, float | None]
     flags: list[str] = field(default_factory=list)
+    suspect: bool = False
+    key: str = ""
 
     @property
     def attacks_faced(self) -> int:
@@ -51,98 +72,94 @@ class AttackEntry:
     mean_perturbation: float | None
     queries: float | None
     flags: list[str] = field(default_factory=list)
+    suspect: bool = False
 
 
 @dataclass
 class RobustnessBoard:
+    """One threat model: the runs compared, their per-sample outcomes, and both rankings."""
+
     group: ThreatGroup
     attacks: list[str]
     defenses: list[DefenseEntry]
     attack_ranking: list[AttackEntry]
+    runs: list[Row] = field(default_factory=list)
+    outcomes: SampleOutcomes | None = None
 
 
-def _is_adaptive(row: Mapping[str, Any]) -> bool:
+def _is_adaptive(row: Row) -> bool:
     return (row.get("evaluation") or {}).get("mode") == "adaptive"
 
 
-def _latest(rows: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], Mapping[str, Any]]:
-    """The newest completed run for each (defense model, attack configuration); an adaptive
-    evaluation (BPDA, EOT) is preferred to a plain one of the same pairing, which overstates
-    robustness."""
-    latest: dict[tuple[str, str], Mapping[str, Any]] = {}
+def latest_runs(rows: Iterable[Row]) -> list[Row]:
+    """The newest completed run for each threat model, defense model and attack configuration;
+    an adaptive evaluation (BPDA, EOT) is preferred to a plain one of the same pairing, which
+    overstates robustness."""
+    latest: dict[tuple[Any, ...], Row] = {}
     for row in sorted(rows, key=lambda r: (_is_adaptive(r), r["run_id"])):
         if row["status"] == "ok":
-            latest[(row["defense_key"], row["attack_label"])] = row
-    return latest
+            latest[(ThreatGroup.key(row), row["defense_key"], row["attack_label"])] = row
+    return sorted(latest.values(), key=lambda r: r["run_id"])
 
 
-def _flag_codes(row: Mapping[str, Any]) -> list[str]:
+def flag_codes(row: Row) -> list[str]:
     return [f["code"] if isinstance(f, dict) else str(f) for f in row.get("flags") or []]
 
 
-def worst_case(
-    runs: list[Mapping[str, Any]], outcomes: Mapping[int, Mapping[int, bool]]
-) -> tuple[float | None, int]:
-    """Per-sample worst case over runs: (robust fraction, number of samples every run evaluated)."""
-    if not runs:
-        return None, 0
-    common = set.intersection(*(set(outcomes.get(r["run_id"], {})) for r in runs))
-    if not common:
-        return None, 0
-    robust = sum(all(outcomes[r["run_id"]][i] for r in runs) for i in common)
-    return robust / len(common), len(common)
-
-
-def robustness_boards(
-    rows: Iterable[Mapping[str, Any]], outcomes: Mapping[int, Mapping[int, bool]]
-) -> list[RobustnessBoard]:
+def robustness_boards(rows: Iterable[Row], outcomes: Mapping[int, Mapping[int, bool]]) -> list[RobustnessBoard]:
     """One board per threat model, from flat result rows and per-sample robust outcomes."""
-    groups: dict[ThreatGroup, list[Mapping[str, Any]]] = {}
-    for row in rows:
-        group = ThreatGroup(row["dataset"], row["norm"], float(row["eps"]), bool(row["targeted"]))
-        groups.setdefault(group, []).append(row)
+    groups: dict[tuple[str, str, float, bool], list[Row]] = {}
+    for row in latest_runs(rows):
+        groups.setdefault(ThreatGroup.key(row), []).append(row)
+    return [_board(ThreatGroup(*key), groups[key], outcomes) for key in sorted(groups)]
 
-    boards = []
-    for group in sorted(groups):
-        latest = _latest(groups[group])
-        attack_labels = sorted({attack for _, attack in latest})
-        by_defense: dict[str, list[Mapping[str, Any]]] = {}
-        for (defense_key, _), row in latest.items():
-            by_defense.setdefault(defense_key, []).append(row)
 
-        defenses = []
-        for runs in by_defense.values():
-            score, common = worst_case(runs, outcomes)
-            widest = max(runs, key=lambda r: r["n"])
-            defenses.append(
-                DefenseEntry(
-                    rank=0,
-                    defense=runs[0]["defense_label"],
-                    clean_accuracy=widest["clean_accuracy"],
-                    worst_case=score,
-                    worst_case_n=common,
-                    robust_by_attack={r["attack_label"]: r["robust_accuracy"] for r in runs},
-                    flags=sorted({code for r in runs for code in _flag_codes(r)}),
-                )
+def _board(group: ThreatGroup, runs: list[Row], outcomes: Mapping[int, Mapping[int, bool]]) -> RobustnessBoard:
+    samples = sample_outcomes(runs, outcomes)
+    rows_of: dict[str, list[int]] = {}
+    for position, run in enumerate(runs):
+        rows_of.setdefault(run["defense_key"], []).append(position)
+    names = _defense_names(runs)
+
+    defenses = []
+    for key, rows in rows_of.items():
+        mine = [runs[i] for i in rows]
+        score, common = samples.worst_case(rows)
+        widest = max(mine, key=lambda r: r["n"])
+        defenses.append(
+            DefenseEntry(
+                rank=0,
+                defense=names[key],
+                clean_accuracy=widest["clean_accuracy"],
+                worst_case=score,
+                worst_case_n=common,
+                robust_by_attack={r["attack_label"]: r["robust_accuracy"] for r in mine},
+                flags=sorted({code for r in mine for code in flag_codes(r)}),
+                suspect=any(is_suspect(r.get("flags")) for r in mine),
+                key=key,
             )
-        defenses.sort(key=lambda e: (-(e.worst_case if e.worst_case is not None else -1), -(e.clean_accuracy or 0), e.defense))
-        for rank, entry in enumerate(defenses, 1):
-            entry.rank = rank
+        )
+    defenses.sort(key=lambda e: (-(e.worst_case if e.worst_case is not None else -1), -(e.clean_accuracy or 0), e.defense))
+    for rank, entry in enumerate(defenses, 1):
+        entry.rank = rank
 
-        attacks = []
-        for label in attack_labels:
-            runs = [row for (_, attack), row in latest.items() if attack == label]
-            attacks.append(_attack_entry(label, runs, outcomes, group.norm))
-        attacks.sort(key=lambda e: (-(e.success_rate if e.success_rate is not None else -1), e.attack))
-        for rank, entry in enumerate(attacks, 1):
-            entry.rank = rank
-        boards.append(RobustnessBoard(group, attack_labels, defenses, attacks))
-    return boards
+    attack_labels = sorted({run["attack_label"] for run in runs})
+    attacks = [_attack_entry(label, [r for r in runs if r["attack_label"] == label], group.norm) for label in attack_labels]
+    attacks.sort(key=lambda e: (-(e.success_rate if e.success_rate is not None else -1), e.attack))
+    for rank, entry in enumerate(attacks, 1):
+        entry.rank = rank
+    return RobustnessBoard(group, attack_labels, defenses, attacks, runs, samples)
 
 
-def _attack_entry(
-    label: str, runs: list[Mapping[str, Any]], outcomes: Mapping[int, Mapping[int, bool]], norm: str
-) -> AttackEntry:
+def _defense_names(runs: list[Row]) -> dict[str, str]:
+    """Each defense model's label, with its key's prefix where two models share a label
+    (the same defense trained with another seed or on other data)."""
+    labels = {run["defense_key"]: run["defense_label"] for run in runs}
+    repeated = Counter(labels.values())
+    return {key: label if repeated[label] == 1 else f"{label} [{key[:6]}]" for key, label in labels.items()}
+
+
+def _attack_entry(label: str, runs: list[Row], norm: str) -> AttackEntry:
     """Success rate pooled over every defense's clean-correct samples."""
     successes = attacked = 0
     for row in runs:
@@ -165,5 +182,6 @@ def _attack_entry(
         defenses_faced=len(runs),
         mean_perturbation=statistics.fmean(sizes) if sizes else None,
         queries=statistics.fmean(queries) if queries else None,
-        flags=sorted({code for r in runs for code in _flag_codes(r)}),
+        flags=sorted({code for r in runs for code in flag_codes(r)}),
+        suspect=any(is_suspect(r.get("flags")) for r in runs),
     )

@@ -133,11 +133,15 @@ def test_bit_depth_masks_gradients_and_bpda_sees_through(arena):
     assert sorted(r["attack"] for r in median) == ["fgsm", "pgd"]
     assert all(r["evaluation"]["mode"] == "plain" and r["flags"] == [] for r in median)
 
+    # The leaderboard ranks the BPDA results; the plain ones it leaves aside.
     boards = arena.json("leaderboard", "--format", "json")
+    matrix = next(b for b in boards if b["table"] == "matrix")
+    cells = next(e for e in matrix["entries"] if e["defense"] == "bit-depth")
+    assert cells["attack:pgd"] == squeezed[("pgd", "adaptive")]["robust_accuracy"]
+    assert cells["attack:fgsm"] == squeezed[("fgsm", "adaptive")]["robust_accuracy"]
     defenses = next(b for b in boards if b["table"] == "defenses")
     entry = next(e for e in defenses["entries"] if e["defense"] == "bit-depth")
-    assert entry["attack:pgd"] == squeezed[("pgd", "adaptive")]["robust_accuracy"]  # BPDA is what is ranked
-    assert entry["flags"] == ["bpda"]
+    assert entry["worst_case"] <= cells["attack:pgd"] and entry["flags"] == ["bpda"] and not entry["suspect"]
 
 
 def test_random_noise_is_detected_and_eot_breaks_it(arena, monkeypatch, tmp_path):

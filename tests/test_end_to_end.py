@@ -68,7 +68,7 @@ def test_leaderboard_ranks_advtrain_above_standard(arena, fgsm_results):
     assert [e["attack"] for e in attacks["entries"]] == ["fgsm"]
 
     markdown = arena("leaderboard", "--format", "md").stdout
-    assert "| # | defense | clean | fgsm | worst case |" in markdown
+    assert "| # | defense | clean | worst case |" in markdown and "| defense \\ attack | fgsm |" in markdown
     rows = list(csv.DictReader(io.StringIO(arena("leaderboard", "--format", "csv").stdout)))
     assert {r["defense"] for r in rows if r["table"] == "defenses"} == {"advtrain", "standard"}
 

@@ -93,9 +93,16 @@ def test_noise_beating_fgsm_on_a_masked_defense_is_flagged(arena):
     assert rows["random-corners"]["robust_accuracy"] < rows["fgsm"]["robust_accuracy"]
     assert {f["code"] for f in rows["fgsm"]["flags"]} == {"zero-gradients", "blackbox-beats-whitebox"}
     assert rows["random-corners"]["flags"] == []
+    # The flagged result is listed apart and left out of the rankings, unless asked for.
     boards = arena.json("leaderboard", "--format", "json")
+    (flagged,) = [b for b in boards if b["table"] == "flagged"]
+    assert [(e["attack_label"], set(e["flags"])) for e in flagged["entries"]] == [
+        ("fgsm", {"zero-gradients", "blackbox-beats-whitebox"})]
     attacks = next(b for b in boards if b["table"] == "attacks")
-    assert "blackbox-beats-whitebox" in next(e for e in attacks["entries"] if e["attack"] == "fgsm")["flags"]
+    assert [e["attack"] for e in attacks["entries"]] == ["random-corners"]
+    included = arena.json("leaderboard", "--format", "json", "--include-flagged")
+    attacks = next(b for b in included if b["table"] == "attacks")
+    assert {e["attack"] for e in attacks["entries"]} == {"fgsm", "random-corners"}
 
 
 def test_check_catches_an_attack_that_has_not_converged(arena):

@@ -1,8 +1,8 @@
 """The model cache: trained weights as safetensors files, checked against a SHA-256 record.
 
 Each checkpoint ``KEY.safetensors`` has a record ``KEY.json`` beside it (its SHA-256, size,
-what produced it, the wall time of training and the per-epoch training history). Both are written to a temporary name and renamed,
-so a crash never leaves a half-written file under a real name. Loading goes through
+what produced it, the per-epoch training history and the training time). Both are written to a
+temporary name and renamed, so a crash never leaves a half-written file under a real name. Loading goes through
 safetensors only (no pickle), and a file whose hash differs from its record is rejected and
 rebuilt with a warning. A lock per key makes concurrent processes build a model once.
 
@@ -37,6 +37,8 @@ class CachedModel:
     sha256: str
     cached: bool
     history: list[dict[str, Any]] | None
+    #: Seconds spent in training when the checkpoint was made (None for older records).
+    train_seconds: float | None = None
 
 
 def atomic_write(path: Path, write: Callable[[str], None]) -> None:
@@ -103,12 +105,12 @@ class ModelCache:
                 "size": path.stat().st_size,
                 "created_at": datetime.now(timezone.utc).isoformat(),
                 "meta": meta,
-                "train_seconds": train_seconds,
                 "history": history,
+                "train_seconds": train_seconds,
             }
             text = json.dumps(record, indent=2, default=str)
             atomic_write(self.record_path(key), lambda temporary: Path(temporary).write_text(text))
-            return CachedModel(model, key, digest, False, history)
+            return CachedModel(model, key, digest, False, history, train_seconds)
 
     def _load(self, key: str, kind: str, name: str, model: nn.Module) -> CachedModel | None:
         path, record = self.weights_path(key), self.record(key)
@@ -128,4 +130,4 @@ class ModelCache:
                 f"[yellow]warning:[/] checkpoint {path.name} ({kind} {name}) cannot be loaded ({exc}); rebuilding it"
             )
             return None
-        return CachedModel(model, key, digest, True, record.get("history"))
+        return CachedModel(model, key, digest, True, record.get("history"), record.get("train_seconds"))

@@ -120,6 +120,9 @@ def _parse_params(values: tuple[str, ...]) -> dict[str, dict[str, Any]]:
 @cli.command()
 @click.option("--attack", "-a", "attacks", multiple=True, metavar="NAME", help="Attack(s) to run; 'all' for every one.")
 @click.option("--defense", "-d", "defenses", multiple=True, metavar="NAME", help="Defense(s) to attack; 'all' for every one.")
+@click.option("--generator", "-g", "generators", multiple=True, metavar="NAME",
+              help="Generator(s) to train and score (the generative track); 'all' for every one.")
+@click.option("--samples", type=int, default=1000, show_default=True, help="Samples drawn from each generator.")
 @click.option("--dataset", default="digits", show_default=True, help="Dataset plugin.")
 @click.option("--norm", type=click.Choice(["linf", "l2"]), default=None, help="Threat model norm (default: the dataset's).")
 @click.option("--eps", "eps_text", default=None, metavar="E[,E2..]", help="Perturbation budget(s) (default: the dataset's).")
@@ -127,7 +130,7 @@ def _parse_params(values: tuple[str, ...]) -> dict[str, dict[str, Any]]:
 @click.option("--n", type=int, default=None, help="Number of test points (default: the whole test split).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for training, targets and attacks.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
-@click.option("--batch-size", type=int, default=256, show_default=True, help="Attack batch size.")
+@click.option("--batch-size", type=int, default=256, show_default=True, help="Attack and sampling batch size.")
 @click.option("--queries", "query_budget", type=int, default=5000, show_default=True,
               help="Query budget per sample for score- and label-query attacks.")
 @click.option("--param", "-p", "param_items", multiple=True, metavar="PLUGIN.NAME=VALUE",
@@ -147,25 +150,34 @@ def _parse_params(values: tuple[str, ...]) -> dict[str, dict[str, Any]]:
 @click.option("--decision-draws", type=int, default=DEFAULT_DECISION_DRAWS, show_default=True,
               help="Adaptive evaluation of a randomized model: draws per prediction; correct only if all are.")
 @db_option
-def run(attacks, defenses, dataset, norm, eps_text, targeted, n, seed, device, batch_size, query_budget,
-        param_items, force, deterministic, timeout, run_checks, evaluation, eot_samples, decision_draws,
+def run(attacks, defenses, generators, samples, dataset, norm, eps_text, targeted, n, seed, device, batch_size,
+        query_budget, param_items, force, deterministic, timeout, run_checks, evaluation, eot_samples, decision_draws,
         db_url) -> None:
-    """Evaluate attacks against defenses and store the results."""
+    """Evaluate attacks against defenses, or score generators, and store the results."""
     from .checks import check_run
     from .config import home
     from .progress import Reporter
-    from .runner import Runner, Settings, make_deterministic, resolve_device
+    from .runner import Runner, Settings, resolve_device
     from .threat import ThreatModel
 
     attack_names, defense_names = _split(attacks), _split(defenses)
-    if not attack_names or not defense_names:
-        raise InvalidInputError("nothing to run: pass --attack and --defense (e.g. arena run --attack fgsm --defense advtrain)")
-    eps_values = _parse_eps(eps_text)
+    generator_names = _split(generators)
+    if (not attack_names or not defense_names) and (attack_names or defense_names or not generator_names):
+        raise InvalidInputError("nothing to run: pass --attack and --defense (e.g. arena run --attack fgsm --defense "
+                                "advtrain), or --generator (e.g. arena run --generator vae)")
     params = _parse_params(param_items)
     if timeout is not None and not timeout > 0:
         raise InvalidInputError(f"--timeout {timeout:g} must be above 0 seconds")
     registry = _registry()
     _warn_problems(registry)
+    if deterministic:
+        from .runner import make_deterministic
+
+        make_deterministic(seed)
+    if not attack_names:
+        _run_generators(registry, generator_names, dataset, samples, seed, device, batch_size, params, force, db_url)
+        return
+    eps_values = _parse_eps(eps_text)
     data_plugin = registry.get("dataset", dataset).cls
     default = data_plugin.default_threat
     chosen_norm = norm or default.norm
@@ -176,8 +188,6 @@ def run(attacks, defenses, dataset, norm, eps_text, targeted, n, seed, device, b
     threats = [ThreatModel(chosen_norm, eps, targeted) for eps in eps_values]
     torch_device = resolve_device(device)
     store = _store(db_url)
-    if deterministic:
-        make_deterministic(seed)
 
     with Reporter(stderr) as reporter:
         runner = Runner(store, registry, home(), torch_device, reporter, force=force)
@@ -202,7 +212,36 @@ def run(attacks, defenses, dataset, norm, eps_text, targeted, n, seed, device, b
         first = (outcome.run.error or "").splitlines()[0]
         stderr.print(f"[red]{outcome.run.status}:[/] {outcome.attack} vs {outcome.defense} ({outcome.threat}): "
                      f"{first} (details: arena show {outcome.run.id})", highlight=False)
+    if generator_names:
+        _run_generators(registry, generator_names, dataset, samples, seed, device, batch_size, params, force, db_url,
+                        failed=bool(failed))
     if failed:
+        sys.exit(1)
+
+
+def _run_generators(registry, names, dataset, samples, seed, device, batch_size, params, force, db_url,
+                    failed=False) -> None:
+    """The generative track of `arena run`: train or load each generator, score it, store it."""
+    from .config import home
+    from .generation import GenerativeSettings, GenerativeTrack
+    from .generative_report import run_summary
+    from .progress import Reporter
+    from .runner import Runner, resolve_device
+
+    torch_device = resolve_device(device)
+    store = _store(db_url)
+    with Reporter(stderr) as reporter:
+        runner = Runner(store, registry, home(), torch_device, reporter, force=force)
+        outcomes = GenerativeTrack(runner).run(
+            dataset, names, GenerativeSettings(seed=seed, samples=samples, batch_size=batch_size), params
+        )
+    stdout.print(run_summary(outcomes))
+    broken = [o for o in outcomes if not o.ok]
+    for outcome in broken:
+        first = (outcome.run.error or "").splitlines()[0]
+        stderr.print(f"[red]{outcome.run.status}:[/] {outcome.generator}: {first} "
+                     f"(details: arena show {outcome.run.id})", highlight=False)
+    if broken or failed:
         sys.exit(1)
 
 
@@ -258,10 +297,11 @@ def _summary(outcomes) -> Table:
               help="Write to this file instead of standard output; with --format html, a folder for index.html.")
 @db_option
 def leaderboard(dataset, norm, eps_text, track, include_flagged, fmt, output, db_url) -> None:
-    """Show the leaderboard: defenses by worst-case robust accuracy, attacks by success rate, arena ratings."""
-    from arena_leaderboard import ROBUSTNESS_TRACKS, Filters, robustness_views
+    """Show the leaderboard: defenses by worst-case robust accuracy, attacks by success rate, arena
+    ratings, and generators by sample quality and likelihood."""
+    from arena_leaderboard import ROBUSTNESS_TRACKS, Filters, generative_views, robustness_views
 
-    from .results import robustness_rows
+    from .results import generative_rows, robustness_rows
 
     filters = Filters(dataset, norm, tuple(_parse_eps(eps_text) or ()), track)
     if fmt == "html" and not output:
@@ -271,7 +311,9 @@ def leaderboard(dataset, norm, eps_text, track, include_flagged, fmt, output, db
     if filters.wants(ROBUSTNESS_TRACKS):
         rows = [row for row in robustness_rows(store, _registry(), dataset=dataset) if filters.matches(row)]
     outcomes = store.sample_outcomes([row["run_id"] for row in rows])
-    board_views = filters.select(robustness_views(rows, outcomes, include_flagged, examples=fmt == "html"))
+    board_views = robustness_views(rows, outcomes, include_flagged, examples=fmt == "html")
+    board_views += generative_views(generative_rows(store, _registry(), dataset=dataset))
+    board_views = filters.select(board_views)
     if fmt == "html":
         _write_page(board_views, output, f"{len(rows)} stored results")
     elif fmt == "table":
@@ -324,20 +366,27 @@ def _emit(text: str, output: str | None) -> None:
 @db_option
 def results(as_json, include_failed, dataset, db_url) -> None:
     """List stored results."""
-    from .results import robustness_rows
+    from .generative_report import results_table
+    from .results import generative_rows, robustness_rows
 
-    rows = robustness_rows(_store(db_url), _registry(), dataset=dataset, include_failed=include_failed or as_json)
+    store, registry = _store(db_url), _registry()
+    rows = robustness_rows(store, registry, dataset=dataset, include_failed=include_failed or as_json)
+    generated = generative_rows(store, registry, dataset=dataset, include_failed=include_failed or as_json)
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps(sorted(rows + generated, key=lambda row: row["run_id"]), indent=2))
         return
+    if generated:
+        stdout.print(results_table(generated))
+        if not rows:
+            return
     table = Table(title="Stored results", title_justify="left", header_style="bold", box=box.SIMPLE_HEAD)
     for name in ["run", "status", "dataset", "attack", "defense", "threat", "eval", "n", "clean", "robust", "success"]:
         table.add_column(name)
     for row in rows:
         threat = _threat_label(row["norm"], row["eps"], row["targeted"])
         table.add_row(str(row["run_id"]), row["status"], row["dataset"], row["attack_label"], row["defense_label"],
-                      threat, _evaluation_label(row["evaluation"]), str(row["n"]), _pct(row["clean_accuracy"]), _pct(row["robust_accuracy"]),
-                      _pct(row["attack_success_rate"]))
+                      threat, _evaluation_label(row["evaluation"]), str(row["n"]), _pct(row["clean_accuracy"]),
+                      _pct(row["robust_accuracy"]), _pct(row["attack_success_rate"]))
     stdout.print(table)
 
 
@@ -346,13 +395,13 @@ def results(as_json, include_failed, dataset, db_url) -> None:
 @db_option
 def show(run_id, db_url) -> None:
     """Show one run in detail."""
-    from .results import robustness_row
+    from .results import result_row
 
     store = _store(db_url)
     run = store.get_run(run_id)
     if run is None:
         raise InvalidInputError(f"no run {run_id} in the database: list them with `arena results`")
-    row = robustness_row(run, _registry())
+    row = result_row(run, _registry())
     table = Table(show_header=False, title=f"Run {run_id}", title_justify="left")
     table.add_column(style="bold")
     table.add_column()
@@ -372,8 +421,12 @@ def show(run_id, db_url) -> None:
     for key, value in (run.provenance or {}).items():
         provenance.add_row(key, json.dumps(value) if isinstance(value, (dict, list)) else str(value))
     stdout.print(provenance)
-    _show_evaluations(store, run)
-    _show_training(row["defense_key"])
+    for role, path in (run.artifacts or {}).items():
+        if str(path).endswith(".png"):
+            stdout.print(f"Image ({role}): {path}", highlight=False, soft_wrap=True)
+    if run.robustness is not None:
+        _show_evaluations(store, run)
+        _show_training(row["defense_key"])
     if run.samples:
         attacked = [s for s in run.samples if s.clean_correct]
         fooled = [s for s in attacked if s.success]
@@ -530,7 +583,8 @@ def _capabilities(kind: str, caps: dict[str, Any]) -> str:
     if kind == "defense":
         return "deterministic" if caps.get("deterministic", True) else "randomized"
     if kind == "generator":
-        return f"likelihood: {caps.get('likelihood') or 'none'}"
+        completion = ", completion" if caps.get("completion") else ""
+        return f"likelihood: {caps.get('likelihood') or 'none'}{completion}"
     if kind == "dataset":
         threat = caps["default_threat"]
         return (f"{'x'.join(map(str, caps['shape']))}, {caps['classes']} classes, {caps['levels']} levels, "

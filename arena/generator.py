@@ -25,6 +25,13 @@ class Generator(Plugin):
     and :meth:`log_likelihood`, when the model has one, returns log p(x) in nats per image for
     images on the dataset's pixel grid. ``likelihood`` says what that number is: ``"exact"``
     (autoregressive models), ``"bound"`` (a lower bound: VAE ELBO, IWAE) or ``None`` (GANs).
+
+    The model returned by :meth:`build` carries whatever :meth:`sample` and
+    :meth:`log_likelihood` need (the number of pixel levels, say), since they get only the
+    model. The host calls them in eval mode, without gradients, after seeding torch's global
+    random state; :meth:`sample` draws from the ``generator`` it is given. Autoregressive models
+    may also implement :meth:`complete`, which the host uses for a grid of completions of
+    half-images.
     """
 
     kind: ClassVar[str] = "generator"
@@ -44,6 +51,25 @@ class Generator(Plugin):
         """log p(x) in nats per image (exact or a lower bound, as ``likelihood`` declares)."""
         raise NotImplementedError
 
+    def likelihood_estimates(self, model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every estimate of log p(x) (nats per image) worth recording, by name.
+
+        The default is the single value of :meth:`log_likelihood`. A model with several bounds
+        (a VAE's ELBO and IWAE-k) returns each; all must be exact or lower bounds, so the host
+        reports the largest as the model's likelihood.
+        """
+        return {str(self.likelihood): self.log_likelihood(model, x)}
+
+    def complete(self, model: nn.Module, x: torch.Tensor, known: int, generator: torch.Generator) -> torch.Tensor:
+        """Keep the first ``known`` pixels of each image of ``x`` (in raster order) and sample the
+        rest from the model; optional, for models that generate pixel by pixel."""
+        raise NotImplementedError
+
+    @classmethod
+    def completes(cls) -> bool:
+        """Whether the class implements :meth:`complete`."""
+        return cls.complete is not Generator.complete
+
     @classmethod
     def validate_class(cls) -> None:
         super().validate_class()
@@ -59,4 +85,4 @@ class Generator(Plugin):
 
     @classmethod
     def capabilities(cls) -> dict[str, Any]:
-        return {"likelihood": cls.likelihood}
+        return {"likelihood": cls.likelihood, "completion": cls.completes()}

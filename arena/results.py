@@ -41,6 +41,7 @@ def robustness_row(run: Run, registry: Registry | None = None) -> dict[str, Any]
     return {
         "run_id": run.id,
         "key": run.key,
+        "track": run.track,
         "status": run.status,
         "created_at": run.created_at.isoformat() if run.created_at else None,
         "dataset": run.dataset,
@@ -113,3 +114,67 @@ def evaluations_of_pairing(store: Store, run: Run) -> list[Run]:
         ):
             same.append(other)
     return same
+
+
+def generative_row(run: Run, registry: Registry | None = None) -> dict[str, Any]:
+    """One flat record of a generative run."""
+    result = run.generative
+    if result is None:
+        raise ValueError(f"run {run.id} has no generative result")
+    return {
+        "run_id": run.id,
+        "key": run.key,
+        "track": run.track,
+        "status": run.status,
+        "created_at": run.created_at.isoformat() if run.created_at else None,
+        "dataset": run.dataset,
+        "dataset_hash": run.dataset_hash,
+        "generator": result.generator,
+        "generator_label": plugin_label(
+            result.generator, result.generator_params, _defaults(registry, "generator", result.generator)
+        ),
+        "generator_package": result.generator_package,
+        "generator_version": result.generator_version,
+        "generator_params": result.generator_params,
+        "model_key": result.model_key,
+        "likelihood": result.likelihood_kind,
+        "bits_per_dim": result.bits_per_dim,
+        "likelihoods": result.likelihoods or {},
+        "uniform_bits_per_dim": result.uniform_bits_per_dim,
+        "likelihood_n": result.likelihood_n,
+        "samples": result.samples_n,
+        "reference_n": result.reference_n,
+        "classifier_sha256": result.classifier_sha256,
+        "classifier_accuracy": result.classifier_accuracy,
+        "fid": result.fid,
+        "fid_low": result.fid_low,
+        "fid_high": result.fid_high,
+        "kid": result.kid,
+        "precision": result.precision,
+        "recall": result.recall,
+        "density": result.density,
+        "coverage": result.coverage,
+        "inception_score": result.inception_score,
+        "train_seconds": result.train_seconds,
+        "sample_seconds": result.sample_seconds,
+        "seed": run.seed,
+        "flags": run.flags or [],
+        "duration_s": run.duration_s,
+        "device": run.device,
+        "error": (run.error or "").splitlines()[0] if run.error else None,
+        "artifacts": run.artifacts or {},
+        "provenance": run.provenance,
+    }
+
+
+def generative_rows(
+    store: Store, registry: Registry | None = None, dataset: str | None = None, include_failed: bool = False
+) -> list[dict[str, Any]]:
+    """Every stored generative run as a flat row, oldest first."""
+    runs = store.runs(track="generative", dataset=dataset, status=None if include_failed else "ok")
+    return [generative_row(run, registry) for run in runs]
+
+
+def result_row(run: Run, registry: Registry | None = None) -> dict[str, Any]:
+    """The flat record of a run of either track."""
+    return generative_row(run, registry) if run.track == "generative" else robustness_row(run, registry)

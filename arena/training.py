@@ -32,7 +32,7 @@ class BuildContext:
 
     ``splits`` are already on ``device``. ``trained_defense(name, **params)`` returns the
     trained model of another defense (from the cache when possible), for defenses that wrap
-    one.
+    one. Classifiers train with :meth:`fit`, generators with :meth:`run_epochs`.
     """
 
     dataset: "Dataset"
@@ -79,6 +79,42 @@ class BuildContext:
             description=f"training {self.label}".strip(),
             epoch_metrics=epoch_metrics,
         )
+
+
+    def run_epochs(
+        self,
+        model: nn.Module,
+        step: Callable[[torch.Tensor], dict[str, float]],
+        *,
+        epochs: int,
+        batch_size: int,
+    ) -> list[dict[str, Any]]:
+        """Call ``step(x)`` once per mini-batch of training images for ``epochs`` epochs.
+
+        For models that are not classifiers (generators): ``step`` does one optimisation step
+        of the plugin's own algorithm and returns its losses as floats. The host shuffles with
+        a generator seeded from the run seed, puts ``model`` in train mode during the epochs
+        and eval mode after, and returns one record per epoch with the mean of each loss.
+        """
+        x = self.splits.x_train
+        shuffle = torch.Generator().manual_seed(self.seed)
+        history: list[dict[str, Any]] = []
+        with self.reporter.task(f"training {self.label}".strip(), total=epochs) as advance:
+            for epoch in range(epochs):
+                model.train()
+                order = torch.randperm(len(x), generator=shuffle).to(x.device)
+                totals: dict[str, float] = {}
+                seen = 0
+                for start in range(0, len(x), batch_size):
+                    batch = x[order[start : start + batch_size]]
+                    for name, value in step(batch).items():
+                        totals[name] = totals.get(name, 0.0) + float(value) * len(batch)
+                    seen += len(batch)
+                record: dict[str, Any] = {"epoch": epoch + 1, **{k: v / seen for k, v in totals.items()}}
+                history.append(record)
+                advance(status=" ".join(f"{k} {v:.3f}" for k, v in record.items() if k != "epoch"))
+        model.eval()
+        return history
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:

@@ -3,6 +3,7 @@
 Installed as ``arena_leaderboard``. Nothing here touches the database or runs a model.
 """
 
+from .generative import generative_views
 from .filters import TRACKS, Filters
 from .ratings import ArenaRatings, Rating, arena_ratings, bradley_terry
 from .render import Column, Figure, View, render_csv, render_json, render_markdown, render_rich
@@ -24,6 +25,7 @@ __all__ = [
     "View",
     "arena_ratings",
     "bradley_terry",
+    "generative_views",
     "render_csv",
     "render_json",
     "render_markdown",

@@ -18,10 +18,10 @@ from arena.plugins import set_registry
 FIXTURES = Path(__file__).parent / "fixtures"
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    # `pytest -n 2` on two cores: one intra-op thread per worker (and per `arena` subprocess), or
-    # the workers' OpenMP threads contend for the cores and training runs many times slower.
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # Several workers on a few cores: one intra-op thread each (subprocesses too), or torch's
+    # OpenMP threads spin against each other and small models run many times slower.
     torch.set_num_threads(1)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")

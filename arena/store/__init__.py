@@ -24,9 +24,9 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import StoreError
-from .schema import RobustnessResult, Run, Sample
+from .schema import GenerativeResult, RobustnessResult, Run, Sample
 
-__all__ = ["RobustnessResult", "Run", "Sample", "Store", "open_store"]
+__all__ = ["GenerativeResult", "RobustnessResult", "Run", "Sample", "Store", "open_store"]
 
 BUSY_TIMEOUT_MS = 60_000
 

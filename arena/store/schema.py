@@ -14,7 +14,7 @@ class Base(DeclarativeBase):
 
 
 class Run(Base):
-    """One evaluation: an attack against a defense (or, later, a generator) at one setting."""
+    """One evaluation: an attack against a defense, or a generator scored, at one setting."""
 
     __tablename__ = "runs"
 
@@ -38,6 +38,9 @@ class Run(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     robustness: Mapped["RobustnessResult | None"] = relationship(
+        back_populates="run", cascade="all, delete-orphan", uselist=False, lazy="joined"
+    )
+    generative: Mapped["GenerativeResult | None"] = relationship(
         back_populates="run", cascade="all, delete-orphan", uselist=False, lazy="joined"
     )
     samples: Mapped[list["Sample"]] = relationship(
@@ -115,3 +118,54 @@ class Sample(Base):
 
     run: Mapped[Run] = relationship(back_populates="samples")
 
+
+
+class GenerativeResult(Base):
+    """The generative part of a run (``track = "generative"``): which generator, its likelihood
+    on the test split, and the quality of its samples under the reference classifier.
+
+    Sample-quality scores are only comparable between rows with the same
+    ``classifier_sha256`` (the reference classifier's weights) and ``reference_n``.
+    """
+
+    __tablename__ = "generative_results"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    generator: Mapped[str] = mapped_column(String(100))
+    generator_package: Mapped[str] = mapped_column(String(200))
+    generator_version: Mapped[str] = mapped_column(String(100))
+    generator_params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: SHA-256 identifying the trained generator (plugin, version, params, dataset, seed).
+    model_key: Mapped[str] = mapped_column(String(64))
+    #: "exact", "bound" or None (no likelihood).
+    likelihood_kind: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    #: Test-split NLL in bits/dim: the tightest of ``likelihoods`` (all exact or lower bounds).
+    bits_per_dim: Mapped[float | None] = mapped_column(Float, nullable=True)
+    #: Every estimate in bits/dim by name, e.g. ``{"elbo": 2.1, "iwae-100": 2.0}``.
+    likelihoods: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: log2(levels): a uniform model over the dataset's pixel levels.
+    uniform_bits_per_dim: Mapped[float] = mapped_column(Float)
+    likelihood_n: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    samples_n: Mapped[int] = mapped_column(Integer)
+    #: Real images the samples are compared with (the training split).
+    reference_n: Mapped[int] = mapped_column(Integer)
+    classifier_sha256: Mapped[str] = mapped_column(String(64))
+    classifier_accuracy: Mapped[float] = mapped_column(Float)
+    fid: Mapped[float | None] = mapped_column(Float, nullable=True)
+    fid_low: Mapped[float | None] = mapped_column(Float, nullable=True)
+    fid_high: Mapped[float | None] = mapped_column(Float, nullable=True)
+    kid: Mapped[float | None] = mapped_column(Float, nullable=True)
+    precision: Mapped[float | None] = mapped_column(Float, nullable=True)
+    recall: Mapped[float | None] = mapped_column(Float, nullable=True)
+    density: Mapped[float | None] = mapped_column(Float, nullable=True)
+    coverage: Mapped[float | None] = mapped_column(Float, nullable=True)
+    inception_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    train_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    sample_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+    run: Mapped[Run] = relationship(back_populates="generative")
+
+    __table_args__ = (
+        Index("ix_generative_classifier", "classifier_sha256"),
+        Index("ix_generative_model_key", "model_key"),
+    )

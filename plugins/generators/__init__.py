@@ -1,1 +1,2 @@
-"""Built-in generative models."""
+"""Built-in generative models: autoregressive (PixelCNN, PixelRNN, Image Transformer), the VAE,
+and GANs (GAN, DCGAN)."""

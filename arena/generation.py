@@ -1,0 +1,378 @@
+"""The generative track: train (or load) each generator, measure its likelihood and the quality
+of its samples, and store one run per generator.
+
+The host owns every invariant here as in the robustness track: seeding, eval mode and frozen
+weights, the batches, checking what a plugin returns (shape, range, a probability never above
+one), quantising samples onto the dataset's pixel levels, the reference classifier and every
+score, and writing the result in one transaction.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import ArenaError, InvalidInputError, PluginError, RefusedResult
+from .generative_metrics import (
+    DENSITY_COVERAGE_K,
+    FID_BOOTSTRAP,
+    FID_INTERVAL,
+    PRECISION_RECALL_K,
+    bits_per_dim,
+    sample_quality,
+    uniform_bits_per_dim,
+)
+from .generator import Generator
+from .images import save_grid
+from .plugins import PluginInfo
+from .provenance import environment, stable_hash
+from .reference import REFERENCE_RECIPE, REFERENCE_SEED, ReferenceClassifier, build_reference
+from .runner import LoadedDataset, Runner, _arena_version, _freeze, _source
+from .store import GenerativeResult, Run
+from .training import fit_classifier
+
+#: What defines the scores, beyond the reference classifier: part of every generative run's key.
+METRICS = {
+    "precision_recall_k": PRECISION_RECALL_K,
+    "density_coverage_k": DENSITY_COVERAGE_K,
+    "fid_bootstrap": FID_BOOTSTRAP,
+    "fid_interval": FID_INTERVAL,
+    "reference_split": "train",
+    "likelihood_split": "test",
+}
+#: Samples shown in a run's PNG grid, and its columns.
+GRID_SAMPLES, GRID_COLUMNS = 64, 8
+#: Completions of half-images: test images (one per class, in class order), completions each.
+COMPLETION_IMAGES, COMPLETIONS_EACH = 8, 3
+#: A log-likelihood above this many nats is a probability above one: refused.
+LOG_PROBABILITY_TOLERANCE = 1e-3
+#: How far outside [0, 1] a sample may stray (float arithmetic) before it is refused.
+RANGE_TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True)
+class GenerativeSettings:
+    """Settings that are part of every generative result's identity."""
+
+    seed: int = 0
+    samples: int = 1000
+    batch_size: int = 256
+
+
+@dataclass
+class GenerativeOutcome:
+    """A stored generative run and whether it was reused from an earlier identical command."""
+
+    run: Run
+    reused: bool
+    generator: str
+
+    @property
+    def ok(self) -> bool:
+        return self.run.status == "ok"
+
+
+@dataclass
+class TrainedGenerator:
+    model: nn.Module
+    key: str
+    sha256: str
+    train_seconds: float | None
+
+
+def quantise(x: torch.Tensor, levels: int) -> torch.Tensor:
+    """Images moved onto the dataset's pixel grid, where the real images live."""
+    return (x.clamp(0, 1) * (levels - 1)).round() / (levels - 1)
+
+
+class GenerativeTrack:
+    """Runs generators on a dataset through a :class:`~arena.runner.Runner`'s datasets, model
+    cache, store and device."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+        self._references: dict[str, ReferenceClassifier] = {}
+        self._reference_features: dict[str, np.ndarray] = {}
+        self._models: dict[str, TrainedGenerator] = {}
+        self._failures: dict[str, BaseException] = {}
+
+    # -- the reference classifier ---------------------------------------------------------------
+
+    def reference(self, data: LoadedDataset) -> ReferenceClassifier:
+        """The dataset's reference classifier, trained once with a fixed seed and cached."""
+        if data.info.name not in self._references:
+            identity = {
+                "kind": "reference-classifier",
+                "recipe": REFERENCE_RECIPE,
+                "dataset": data.info.name,
+                "dataset_hash": data.content_hash,
+                "seed": REFERENCE_SEED,
+                "arena": _arena_version(),
+            }
+            recipe = {k: v for k, v in REFERENCE_RECIPE.items() if k != "architecture"}
+            device = self.runner.device
+
+            def build() -> nn.Module:
+                torch.manual_seed(REFERENCE_SEED)
+                return build_reference(data.plugin.shape, data.plugin.classes).to(device)
+
+            def train(model: nn.Module) -> Any:
+                return fit_classifier(model, data.splits, seed=REFERENCE_SEED, reporter=self.runner.reporter,
+                                      description=f"training the reference classifier of {data.info.name}", **recipe)
+
+            built = self.runner.cache.get(stable_hash(identity), "reference", data.info.name, build, train, identity)
+            model = _freeze(built.model)
+            self._references[data.info.name] = ReferenceClassifier.of(
+                model, built.sha256, data.splits.x_test, data.splits.y_test  # type: ignore[arg-type]
+            )
+        return self._references[data.info.name]
+
+    def reference_features(self, data: LoadedDataset) -> np.ndarray:
+        """Reference-classifier features of the training split: the real side of every score."""
+        if data.info.name not in self._reference_features:
+            features, _ = self.reference(data).embed(data.splits.x_train)
+            self._reference_features[data.info.name] = features
+        return self._reference_features[data.info.name]
+
+    # -- generator models -----------------------------------------------------------------------
+
+    def identity(self, info: PluginInfo, overrides: dict[str, Any], data: LoadedDataset,
+                 seed: int) -> tuple[Generator, dict[str, Any], str]:
+        """The generator instance, its resolved hyperparameters and its model key."""
+        generator: Generator = info.create(overrides)  # type: ignore[assignment]
+        generator.resolve(data.plugin)
+        params = generator.hyperparameters()
+        identity = {
+            "kind": "generator",
+            "name": info.name,
+            "package": info.source.package,
+            "version": info.source.version,
+            "params": params,
+            "dataset": data.info.name,
+            "dataset_hash": data.content_hash,
+            "seed": seed,
+            "arena": _arena_version(),
+        }
+        return generator, params, stable_hash(identity)
+
+    def trained(self, info: PluginInfo, overrides: dict[str, Any], data: LoadedDataset, seed: int) -> TrainedGenerator:
+        """The trained generator, from the model cache when a verified checkpoint exists."""
+        generator, params, key = self.identity(info, overrides, data, seed)
+        if key in self._failures:
+            raise self._failures[key]
+        if key not in self._models:
+            ctx = self.runner._context(data, seed, f"{info.name} on {data.info.name}")
+            device = self.runner.device
+
+            def build() -> nn.Module:
+                torch.manual_seed(seed)
+                model = generator.build(data.plugin, ctx)
+                if not isinstance(model, nn.Module):
+                    raise PluginError(f"generator {info.name!r} build() returned {type(model).__name__}, not an nn.Module")
+                return model.to(device)
+
+            def train(model: nn.Module) -> Any:
+                torch.manual_seed(seed)
+                return generator.train(model, ctx)
+
+            meta = {"generator": info.name, "source": _source(info), "params": params, "dataset": data.info.name,
+                    "seed": seed}
+            try:
+                built = self.runner.cache.get(key, "generator", info.name, build, train, meta)
+            except Exception as exc:
+                self._failures[key] = exc
+                raise
+            self._models[key] = TrainedGenerator(_freeze(built.model), key, built.sha256, built.train_seconds)
+        return self._models[key]
+
+    # -- the track ------------------------------------------------------------------------------
+
+    def run(self, dataset: str, generators: list[str], settings: GenerativeSettings = GenerativeSettings(),
+            params: dict[str, dict[str, Any]] | None = None) -> list[GenerativeOutcome]:
+        """Score every named generator (``all`` for every installed one) on ``dataset``."""
+        params = params or {}
+        if settings.samples < 2:
+            raise InvalidInputError("--samples must be at least 2 (FID needs a covariance)")
+        if settings.batch_size < 1:
+            raise InvalidInputError("--batch-size must be at least 1")
+        data = self.runner.dataset(dataset)
+        infos = self.runner.registry.resolve("generator", generators)
+        for info in infos:  # bad hyperparameters fail before any training starts
+            self.identity(info, params.get(info.name, {}), data, settings.seed)
+        return [self._generator_run(data, info, settings, params.get(info.name, {})) for info in infos]
+
+    def _generator_run(self, data: LoadedDataset, info: PluginInfo, settings: GenerativeSettings,
+                       overrides: dict[str, Any]) -> GenerativeOutcome:
+        started = time.perf_counter()
+        generator, gen_params, model_key = self.identity(info, overrides, data, settings.seed)
+        reference = self.reference(data)
+        identity = {
+            "track": "generative",
+            "model_key": model_key,
+            "samples": settings.samples,
+            "batch_size": settings.batch_size,
+            "seed": settings.seed,
+            "classifier_sha256": reference.sha256,
+            "metrics": METRICS,
+            "arena": _arena_version(),
+        }
+        key = stable_hash(identity)
+        if not self.runner.force:
+            existing = self.runner.store.find_run(key)
+            if existing is not None:
+                return GenerativeOutcome(existing, True, info.name)
+
+        device = self.runner.device
+        run = Run(key=key, track="generative", created_at=datetime.now(timezone.utc), dataset=data.info.name,
+                  dataset_hash=data.content_hash, seed=settings.seed, n=settings.samples, device=str(device),
+                  flags=[], artifacts={})
+        result = GenerativeResult(
+            generator=info.name, generator_package=info.source.package, generator_version=info.source.version,
+            generator_params=gen_params, model_key=model_key, likelihood_kind=generator.likelihood, likelihoods={},
+            uniform_bits_per_dim=uniform_bits_per_dim(data.plugin.levels), samples_n=settings.samples,
+            reference_n=len(data.splits.x_train), classifier_sha256=reference.sha256,
+            classifier_accuracy=reference.test_accuracy,
+        )
+        run.generative = result
+        run.provenance = {
+            **environment(device),
+            "seed": settings.seed,
+            "batch_size": settings.batch_size,
+            "dataset_hash": data.content_hash,
+            "checkpoint_sha256": None,
+            "classifier_sha256": reference.sha256,
+            "metrics": METRICS,
+            "plugins": {"dataset": _source(data.info), "generator": _source(info)},
+        }
+        try:
+            trained = self.trained(info, overrides, data, settings.seed)
+            run.provenance["checkpoint_sha256"] = trained.sha256
+            result.train_seconds = trained.train_seconds
+            scores, artifacts = self._score(data, generator, trained.model, reference, settings, key)
+        except RefusedResult as exc:
+            run.status, run.error = "refused", f"{info.name}: {exc}"
+        except ArenaError as exc:
+            run.status, run.error = "error", f"generator {info.name}: {exc}"
+        except Exception as exc:  # a plugin that raises fails only its own run
+            run.status = "error"
+            run.error = (f"generator {info.name} ({info.source}) raised {type(exc).__name__}: {exc}\n"
+                         + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+        else:
+            run.status = "ok"
+            run.artifacts = {name: str(path) for name, path in artifacts.items()}
+            for name, value in scores.items():
+                setattr(result, name, value)
+        run.duration_s = time.perf_counter() - started
+        stored = self.runner.store.save_run(run)
+        return GenerativeOutcome(stored, stored is not run, info.name)
+
+    def _score(self, data: LoadedDataset, generator: Generator, model: nn.Module, reference: ReferenceClassifier,
+               settings: GenerativeSettings, key: str) -> tuple[dict[str, Any], dict[str, Path]]:
+        scores: dict[str, Any] = {}
+        if generator.likelihood is not None:
+            scores.update(self._likelihood(data, generator, model, settings))
+        started = time.perf_counter()
+        samples = self._samples(data, generator, model, settings)
+        scores["sample_seconds"] = time.perf_counter() - started
+        features, probabilities = reference.embed(samples)
+        quality = sample_quality(self.reference_features(data), features, probabilities, settings.seed)
+        scores.update(vars(quality))
+        runs = self.runner.home / "runs"
+        artifacts = {"samples": save_grid(samples[:GRID_SAMPLES], GRID_COLUMNS, runs / f"{key}-samples.png")}
+        if generator.completes():
+            artifacts["completions"] = self._completions(data, generator, model, settings, runs / f"{key}-completions.png")
+        return scores, artifacts
+
+    def _likelihood(self, data: LoadedDataset, generator: Generator, model: nn.Module,
+                    settings: GenerativeSettings) -> dict[str, Any]:
+        """Every likelihood estimate on the test split in bits/dim; the tightest is the headline."""
+        x_test = data.splits.x_test
+        pieces: dict[str, list[torch.Tensor]] = {}
+        torch.manual_seed(settings.seed)
+        with torch.no_grad():
+            for start in range(0, len(x_test), settings.batch_size):
+                batch = x_test[start : start + settings.batch_size]
+                estimates = generator.likelihood_estimates(model, batch)
+                if not isinstance(estimates, dict) or not estimates:
+                    raise PluginError(f"likelihood_estimates() returned {type(estimates).__name__}, not a dict of tensors")
+                for name, values in estimates.items():
+                    pieces.setdefault(str(name), []).append(_checked_log_likelihood(name, values, len(batch)))
+        dims = math.prod(data.plugin.shape)
+        estimates_bpd = {name: bits_per_dim(torch.cat(parts).double().numpy(), dims) for name, parts in pieces.items()}
+        return {
+            "likelihoods": estimates_bpd,
+            "bits_per_dim": min(estimates_bpd.values()),
+            "likelihood_n": len(x_test),
+        }
+
+    def _samples(self, data: LoadedDataset, generator: Generator, model: nn.Module,
+                 settings: GenerativeSettings) -> torch.Tensor:
+        """``settings.samples`` images in batches from one seeded random generator, checked and
+        quantised onto the dataset's pixel levels."""
+        random = torch.Generator().manual_seed(settings.seed)
+        torch.manual_seed(settings.seed)
+        batches = []
+        total = settings.samples
+        with torch.no_grad(), self.runner.reporter.task(f"sampling {generator.name}", total=total) as advance:
+            for start in range(0, total, settings.batch_size):
+                n = min(settings.batch_size, total - start)
+                batches.append(_checked_images(generator.sample(model, n, random), n, data.plugin.shape))
+                advance(n)
+        return quantise(torch.cat(batches).to(self.runner.device), data.plugin.levels)
+
+    def _completions(self, data: LoadedDataset, generator: Generator, model: nn.Module,
+                     settings: GenerativeSettings, path: Path) -> Path:
+        """A grid, one test image per row: the original, its top half, then completions."""
+        _, height, width = data.plugin.shape
+        known = (height // 2) * width
+        labels = data.splits.y_test.cpu()
+        picks = [int((labels == c).nonzero()[0]) for c in range(data.plugin.classes) if (labels == c).any()]
+        originals = data.splits.x_test[picks[:COMPLETION_IMAGES]]
+        halves = originals.clone()
+        halves[:, :, height // 2 :] = 0.5
+        random = torch.Generator().manual_seed(settings.seed)
+        torch.manual_seed(settings.seed)
+        with torch.no_grad():
+            completed = [
+                _checked_images(generator.complete(model, originals, known, random), len(originals), data.plugin.shape)
+                for _ in range(COMPLETIONS_EACH)
+            ]
+        rows = torch.stack([originals.cpu(), halves.cpu(), *completed], dim=1)  # (images, columns, C, H, W)
+        return save_grid(rows.flatten(0, 1), 2 + COMPLETIONS_EACH, path)
+
+
+def _checked_log_likelihood(name: Any, values: Any, n: int) -> torch.Tensor:
+    if not isinstance(values, torch.Tensor) or values.shape != (n,):
+        shape = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
+        raise PluginError(f"likelihood estimate {name!r} has shape {shape}, expected ({n},): one value per image")
+    values = values.detach().double().cpu()
+    if not torch.isfinite(values).all():
+        raise RefusedResult(f"likelihood estimate {name!r} is not finite for some images")
+    if float(values.max()) > LOG_PROBABILITY_TOLERANCE:
+        raise RefusedResult(
+            f"likelihood estimate {name!r} is log p(x) = {float(values.max()):.4g} nats > 0, a probability above "
+            "one: it must be a probability of the discrete pixel levels"
+        )
+    return values
+
+
+def _checked_images(x: Any, n: int, shape: tuple[int, int, int]) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor) or tuple(x.shape) != (n, *shape):
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise PluginError(f"returned images of shape {got}, expected {(n, *shape)}")
+    x = x.detach().float()
+    if not torch.isfinite(x).all():
+        raise RefusedResult("returned images with NaN or infinite pixels")
+    low, high = float(x.min()), float(x.max())
+    if low < -RANGE_TOLERANCE or high > 1 + RANGE_TOLERANCE:
+        raise RefusedResult(f"returned pixels in [{low:.4g}, {high:.4g}], outside [0, 1]")
+    return x.cpu()

@@ -1,0 +1,146 @@
+"""The generative metrics against closed forms and peer libraries (scipy, torchmetrics, prdc)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import prdc
+import pytest
+import scipy.linalg
+import torch
+from torchmetrics.image.fid import FrechetInceptionDistance
+from torchmetrics.image.kid import poly_mmd
+
+from arena.generative_metrics import (
+    bits_per_dim,
+    density_coverage,
+    fid,
+    fid_interval,
+    inception_score,
+    kernel_inception_distance,
+    precision_recall,
+    uniform_bits_per_dim,
+)
+from arena_plugins.datasets.digits import Digits
+
+
+def scipy_frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
+    """The textbook formula with scipy's general matrix square root of sigma1 @ sigma2."""
+    root = scipy.linalg.sqrtm(sigma1 @ sigma2)
+    return float(np.sum((mu1 - mu2) ** 2) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(root.real))
+
+
+class RandomFeatures(torch.nn.Module):
+    """A fixed random ReLU layer on flattened digits: real, structured, cheap features."""
+
+    def __init__(self, inputs: int = 64, outputs: int = 24):
+        super().__init__()
+        self.linear = torch.nn.Linear(inputs, outputs).requires_grad_(False)
+        torch.nn.init.normal_(self.linear.weight, generator=torch.Generator().manual_seed(0))
+
+    def forward(self, x):
+        return torch.relu(self.linear(x.flatten(1).float()))
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return Digits().load()
+
+
+@pytest.fixture(scope="module")
+def features(digits):
+    extractor = RandomFeatures()
+    with torch.no_grad():
+        return extractor(digits.x_train).double().numpy(), extractor(digits.x_test).double().numpy(), extractor
+
+
+def test_fid_matches_scipy_sqrtm_reference(features):
+    train, test, _ = features
+    noisy = test + np.random.default_rng(0).normal(0, 0.5, test.shape)
+    for a, b in [(train, test), (train, noisy), (test, noisy)]:
+        expected = scipy_frechet_distance(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
+        assert fid(a, b) == pytest.approx(expected, rel=1e-6)
+    assert fid(train, train) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_fid_matches_torchmetrics_with_the_same_extractor(digits, features):
+    train, test, extractor = features
+    metric = FrechetInceptionDistance(feature=extractor, normalize=True, input_img_size=(1, 8, 8))
+    metric.update(digits.x_train, real=True)
+    metric.update(digits.x_test, real=False)
+    assert fid(train, test) == pytest.approx(float(metric.compute()), rel=1e-3)
+
+
+def test_fid_bootstrap_interval_brackets_the_estimate(features):
+    train, test, _ = features
+    noisy = test + np.random.default_rng(1).normal(0, 0.5, test.shape)
+    low, high = fid_interval(train, noisy, seed=0, resamples=100)
+    assert low < fid(train, noisy) < high
+    assert fid_interval(train, noisy, seed=0, resamples=100) == (low, high)  # seeded
+
+
+def _kid_by_definition(x: np.ndarray, y: np.ndarray) -> float:
+    """The unbiased MMD² of the cubic kernel, term by term over index pairs."""
+    kernel = lambda a, b: (a @ b / x.shape[1] + 1) ** 3  # noqa: E731
+    m, n = len(x), len(y)
+    xx = sum(kernel(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    yy = sum(kernel(y[i], y[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    xy = sum(kernel(x[i], y[j]) for i in range(m) for j in range(n)) / (m * n)
+    return xx + yy - 2 * xy
+
+
+def test_kid_is_the_unbiased_mmd_estimator():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(7, 3)), rng.normal(1.0, 2.0, size=(5, 3))
+    assert kernel_inception_distance(x, y) == pytest.approx(_kid_by_definition(x, y), rel=1e-12)
+    same_size = rng.normal(size=(5, 3))
+    peer = poly_mmd(torch.from_numpy(same_size), torch.from_numpy(y))
+    assert kernel_inception_distance(same_size, y) == pytest.approx(float(peer), rel=1e-10)
+
+
+def test_kid_expectation_is_the_population_mmd():
+    """Averaged over every possible pair of samples (with replacement) of two small finite
+    populations, the estimate equals the population MMD² in closed form: it is unbiased, and
+    the biased V-statistic is not."""
+    p = np.array([[0.0, 1.0], [1.0, 0.5], [2.0, -1.0]])
+    q = np.array([[0.5, 0.0], [1.5, 1.0], [-1.0, 2.0]])
+    kernel = lambda a, b: (a @ b.T / 2 + 1) ** 3  # noqa: E731
+    population = kernel(p, p).mean() + kernel(q, q).mean() - 2 * kernel(p, q).mean()
+    m, n = 3, 2
+    estimates, biased = [], []
+    for xi in itertools.product(range(3), repeat=m):
+        for yi in itertools.product(range(3), repeat=n):
+            x, y = p[list(xi)], q[list(yi)]
+            estimates.append(kernel_inception_distance(x, y))
+            biased.append(kernel(x, x).mean() + kernel(y, y).mean() - 2 * kernel(x, y).mean())
+    assert np.mean(estimates) == pytest.approx(population, rel=1e-10)
+    assert np.mean(biased) > population * 1.05
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_precision_recall_density_coverage_match_prdc(k):
+    rng = np.random.default_rng(k)
+    real = rng.normal(size=(300, 8))
+    fake = rng.normal(0.4, 1.2, size=(250, 8))
+    peer = prdc.compute_prdc(real_features=real, fake_features=fake, nearest_k=k)
+    precision, recall = precision_recall(real, fake, k=k)
+    density, coverage = density_coverage(real, fake, k=k)
+    assert (precision, recall) == pytest.approx((peer["precision"], peer["recall"]), abs=1e-12)
+    assert (density, coverage) == pytest.approx((peer["density"], peer["coverage"]), abs=1e-12)
+    assert precision_recall(real, real, k=k) == (1.0, 1.0)
+
+
+def test_inception_score_closed_forms():
+    confident = np.eye(10)[np.arange(1000) % 10]  # sure of each class, all classes equally often
+    assert inception_score(confident) == pytest.approx(10.0)
+    assert inception_score(np.full((50, 10), 0.1)) == pytest.approx(1.0)
+    assert inception_score(np.eye(10)[np.zeros(40, dtype=int)]) == pytest.approx(1.0)  # one class only
+
+
+def test_bits_per_dim_of_the_uniform_model():
+    levels, dims = 17, 64
+    log_likelihood = np.full(10, -dims * math.log(levels))
+    assert bits_per_dim(log_likelihood, dims) == pytest.approx(uniform_bits_per_dim(levels)) == pytest.approx(4.087, abs=1e-3)
+    assert uniform_bits_per_dim(256) == 8.0

@@ -509,7 +509,14 @@ class Runner:
         defense_name: str,
         evaluation: Evaluation = PLAIN,
     ) -> tuple[list[Sample], dict[str, Any], dict[str, torch.Tensor]]:
-        torch.manual_seed(settings.seed)  # before the clean pass: a randomized model's draws are seeded too
+        transfer_models = (  # first: training them re-seeds torch
+            self.surrogates(attack.surrogate_architectures(), data, settings.seed)
+            if attack.access == Access.ZERO_QUERY
+            else {}
+        )
+        # One seeded stream for the clean pass, the attack and the judgement: a randomized
+        # model's draws are reproducible too.
+        torch.manual_seed(settings.seed)
         x_all, y_all = data.splits.x_test[:n], data.splits.y_test[:n]
         clean_pred = judge(model, x_all, y_all, None, evaluation.decision_draws, settings.batch_size)
         correct = clean_pred == y_all
@@ -517,14 +524,8 @@ class Runner:
         x_adv_all = x_all.clone()
         queries = torch.zeros(n, dtype=torch.long) if attack.access in (Access.SCORE_QUERY, Access.LABEL_QUERY) else None
         counter = PassCounter()
-        transfer_models = (
-            self.surrogates(attack.surrogate_architectures(), data, settings.seed)
-            if attack.access == Access.ZERO_QUERY
-            else {}
-        )
         attacked = correct.nonzero().flatten()  # only clean-correct points are attacked
         batches = [attacked[i : i + settings.batch_size] for i in range(0, len(attacked), settings.batch_size)]
-        torch.manual_seed(settings.seed)  # again: training surrogates above may have re-seeded
         description = f"{attack_name} → {defense_name} ({threat}" + (
             f", {evaluation.describe()})" if evaluation.adaptive else ")"
         )

@@ -266,7 +266,8 @@ def _summary(outcomes) -> Table:
                   pad_edge=False, collapse_padding=True)
     # The evaluation column only when some pairing needed an adaptive one: keeps 80 columns otherwise.
     adaptive = any(outcome.evaluation.adaptive for outcome in outcomes)
-    names = ["run", "attack", "defense", "threat"] + ["eval"] * adaptive + ["clean", "robust", "success", "size", "time", ""]
+    names = ["run", "attack", "defense", "threat", *["eval"] * adaptive, "clean", "robust", "success", "size", "time",
+             ""]
     for name in names:
         table.add_column(name, justify="left" if name in ("attack", "defense", "threat", "eval", "") else "right",
                          no_wrap=True)
@@ -278,7 +279,8 @@ def _summary(outcomes) -> Table:
             note = f"[red]{run.status}[/]"
         table.add_row(
             str(run.id), result.attack, result.defense, _threat_label(result.norm, result.eps, result.targeted),
-            *[_evaluation_label(result.evaluation)] * adaptive, _pct(result.clean_accuracy), _pct(result.robust_accuracy), _pct(result.attack_success_rate),
+            *[_evaluation_label(result.evaluation)] * adaptive, _pct(result.clean_accuracy),
+            _pct(result.robust_accuracy), _pct(result.attack_success_rate),
             "—" if size is None else f"{size:.3f}", f"{run.duration_s:.1f}s", note,
         )
     return table

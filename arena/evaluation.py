@@ -104,7 +104,9 @@ def adaptive_evaluation(probe: ModelProbe | None, access: Access, eot_samples: i
     )
 
 
-def plan(probe: ModelProbe | None, access: Access, choice: str, eot_samples: int, decision_draws: int) -> list[Evaluation]:
+def plan(
+    probe: ModelProbe | None, access: Access, choice: str, eot_samples: int, decision_draws: int
+) -> list[Evaluation]:
     """The evaluations to run for one pairing, adaptive first."""
     adaptive = adaptive_evaluation(probe, access, eot_samples, decision_draws)
     if not adaptive.adaptive:

@@ -166,7 +166,8 @@ def cross_run_flags(rows: Iterable[Mapping[str, Any]]) -> dict[int, list[Flag]]:
     sweeps: dict[tuple, list[Mapping[str, Any]]] = {}
     for row in ok:
         evaluation = tuple(sorted((row.get("evaluation") or {}).items()))
-        key = (row["dataset"], row["defense_key"], row["attack_label"], evaluation, row["norm"], row["targeted"], row["n"])
+        key = (row["dataset"], row["defense_key"], row["attack_label"], evaluation, row["norm"], row["targeted"],
+               row["n"])
         sweeps.setdefault(key, []).append(row)
     for runs in sweeps.values():
         runs = sorted(runs, key=lambda r: (r["eps"], r["run_id"]))
@@ -185,7 +186,8 @@ def cross_run_flags(rows: Iterable[Mapping[str, Any]]) -> dict[int, list[Flag]]:
     groups: dict[tuple, list[Mapping[str, Any]]] = {}
     for row in ok:
         draws = (row.get("evaluation") or {}).get("decision_draws", 1)  # only results judged alike compare
-        groups.setdefault((row["dataset"], row["defense_key"], draws, row["norm"], row["eps"], row["targeted"]), []).append(row)
+        group = (row["dataset"], row["defense_key"], draws, row["norm"], row["eps"], row["targeted"])
+        groups.setdefault(group, []).append(row)
     for runs in groups.values():
         white = [r for r in runs if r["attack_access"] == "white-box"]
         black = [r for r in runs if r["attack_access"] != "white-box"]

@@ -178,5 +178,5 @@ def test_cross_run_flags_compare_like_with_like():
     eot = {"mode": "adaptive", "eot_samples": 20, "decision_draws": 10}
     # A single-draw judgement and a ten-draw one are not compared.
     assert cross_run_flags([row(1, "pgd", 0.5, **eot), row(2, "square", 0.3, access="score-query")]) == {}
-    assert set(cross_run_flags([row(1, "pgd", 0.5, **eot),
-                                row(2, "square", 0.3, access="score-query", mode="adaptive", decision_draws=10)])) == {1}
+    ten_draws = row(2, "square", 0.3, access="score-query", mode="adaptive", decision_draws=10)
+    assert set(cross_run_flags([row(1, "pgd", 0.5, **eot), ten_draws])) == {1}

@@ -19,7 +19,9 @@ class Dropout(Defense):
 
     name = "dropout"
 
-    def __init__(self, p: float = 0.5, architecture: str = "cnn", epochs: int = 20, lr: float = 1e-3, batch_size: int = 64):
+    def __init__(
+        self, p: float = 0.5, architecture: str = "cnn", epochs: int = 20, lr: float = 1e-3, batch_size: int = 64
+    ):
         if not 0.0 <= p < 1.0:
             raise ValueError(f"p must be in [0, 1), got {p}")
         self.p = p

@@ -17,7 +17,9 @@ def kl_to_clean(clean_probabilities: torch.Tensor):
     return lambda model, x_adv: F.kl_div(F.log_softmax(model(x_adv), dim=1), clean_probabilities, reduction="sum")
 
 
-def trades_objective(logits: torch.Tensor, adversarial_logits: torch.Tensor, y: torch.Tensor, beta: float) -> torch.Tensor:
+def trades_objective(
+    logits: torch.Tensor, adversarial_logits: torch.Tensor, y: torch.Tensor, beta: float
+) -> torch.Tensor:
     """CE(f(x), y) + beta * mean over the batch of KL(f(x) || f(x_adv)); gradients flow through both."""
     robust = F.kl_div(F.log_softmax(adversarial_logits, dim=1), F.softmax(logits, dim=1), reduction="batchmean")
     return F.cross_entropy(logits, y) + beta * robust

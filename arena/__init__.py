@@ -26,6 +26,7 @@ from .generator import Generator
 from .hookspecs import hookimpl
 from .threat import ThreatModel, project
 from .training import BuildContext
+from .transforms import InputTransform
 
 try:
     __version__ = metadata.version("arena-bench")
@@ -41,6 +42,7 @@ __all__ = [
     "Dataset",
     "Defense",
     "Generator",
+    "InputTransform",
     "LabelOracle",
     "PluginError",
     "QueryBudgetExceeded",

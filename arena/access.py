@@ -73,14 +73,19 @@ class WhiteBox:
     """Full access to a differentiable model: ``model``, ``logits(x)`` and ``gradient(...)``.
 
     The weights are frozen (``requires_grad=False``) and the model is in eval mode; an attack
-    needs gradients with respect to its input only.
+    needs gradients with respect to its input only. Against a randomized model the host sets
+    ``eot_samples`` above 1, and :meth:`gradient` returns the expectation over transformation
+    (the mean of that many gradients, each from a fresh forward pass); ``model`` and ``logits``
+    give one draw per call. Against a model with non-differentiable input transforms the host
+    has switched them to BPDA (straight-through) for the duration of the attack.
     """
 
     access = Access.WHITE_BOX
 
-    def __init__(self, model: nn.Module, counter: PassCounter | None = None) -> None:
+    def __init__(self, model: nn.Module, counter: PassCounter | None = None, eot_samples: int = 1) -> None:
         self.counter = counter or PassCounter()
         self.model = CountingModel(model, self.counter)
+        self.eot_samples = eot_samples
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """The model's logits for ``x``."""
@@ -89,21 +94,33 @@ class WhiteBox:
     def gradient(self, x: torch.Tensor, labels: torch.Tensor, loss: Loss | None = None) -> torch.Tensor:
         """Gradient of ``loss(logits, labels)`` (default: summed cross-entropy) with respect to ``x``.
 
-        The sum makes each sample's gradient independent of the batch size.
+        The sum makes each sample's gradient independent of the batch size. With
+        ``eot_samples`` > 1 it is the mean over that many forward and backward passes.
         """
         return self.logits_and_gradient(x, labels, loss)[1]
 
     def logits_and_gradient(
         self, x: torch.Tensor, labels: torch.Tensor, loss: Loss | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The logits at ``x`` and the gradient of :meth:`gradient`, from one forward and one
-        backward pass: iterative attacks read from the logits which samples are already fooled."""
+        """The logits at ``x`` and the gradient of :meth:`gradient` from the same passes (one
+        forward and one backward, or ``eot_samples`` of each, whose logits and gradients are
+        averaged): iterative attacks read from the logits which samples are already fooled."""
         loss = loss or _summed_cross_entropy
+        if self.eot_samples == 1:  # the common case, without the averaging's extra tensors
+            with torch.enable_grad():
+                inputs = x.detach().requires_grad_(True)
+                logits = self.model(inputs)
+                (grad,) = torch.autograd.grad(loss(logits, labels), inputs)
+            return logits.detach(), grad.detach()
+        logits_sum, grad_sum = None, torch.zeros_like(x)
         with torch.enable_grad():
-            x = x.detach().requires_grad_(True)
-            logits = self.model(x)
-            (grad,) = torch.autograd.grad(loss(logits, labels), x)
-        return logits.detach(), grad.detach()
+            for _ in range(self.eot_samples):
+                inputs = x.detach().requires_grad_(True)
+                logits = self.model(inputs)
+                (grad,) = torch.autograd.grad(loss(logits, labels), inputs)
+                logits_sum = logits.detach() if logits_sum is None else logits_sum + logits.detach()
+                grad_sum += grad
+        return logits_sum / self.eot_samples, (grad_sum / self.eot_samples).detach()
 
 
 def _summed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -1,8 +1,8 @@
 """The model cache: trained weights as safetensors files, checked against a SHA-256 record.
 
 Each checkpoint ``KEY.safetensors`` has a record ``KEY.json`` beside it (its SHA-256, size,
-what produced it and the training history). Both are written to a temporary name and renamed,
-so a crash never leaves a half-written file under a real name. Loading goes through
+what produced it, the per-epoch training history and the training time). Both are written to a
+temporary name and renamed, so a crash never leaves a half-written file under a real name. Loading goes through
 safetensors only (no pickle), and a file whose hash differs from its record is rejected and
 rebuilt with a warning. A lock per key makes concurrent processes build a model once.
 

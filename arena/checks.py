@@ -1,7 +1,8 @@
 """The costlier checks of ``arena check RUN_ID`` (and ``arena run --check``).
 
 Both re-run the stored pairing on the first ``samples`` evaluation points, with the same
-defense model (from the cache), seed and settings:
+defense model (from the cache), seed, settings and evaluation (plain, or adaptive with BPDA and
+EOT):
 
 - *unbounded attack* (Carlini et al. 2019, §5.2): a white-box attack given an unbounded budget
   must bring robust accuracy to chance level or below; if it cannot, the attack is broken or the
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .access import Access
 from .errors import InvalidInputError
+from .evaluation import Evaluation
 from .integrity import Flag, unbounded_eps
 from .threat import ThreatModel
 
@@ -70,11 +72,14 @@ def check_run(runner: "Runner", run: "Run", samples: int = CHECK_SAMPLES) -> dic
     found: dict[str, Any] = {"samples": m, "checked_at": datetime.now(timezone.utc).isoformat()}
     flags: list[Flag] = []
 
+    evaluation = Evaluation.from_dict(result.evaluation)
+    found["evaluation"] = evaluation.as_dict()
+
     def robust_accuracy(params: dict[str, Any], check_threat: ThreatModel) -> float:
         attack = attack_info.create(params)
         attack.resolve(data.plugin)
         outcome, metrics, _ = runner._evaluate(data, built.model, attack, check_threat, m,
-                                               replace(settings, n=m), result.attack, result.defense)
+                                               replace(settings, n=m), result.attack, result.defense, evaluation)
         return metrics["robust_accuracy"]
 
     if attack_info.cls.access == Access.WHITE_BOX:

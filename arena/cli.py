@@ -16,6 +16,7 @@ from rich.table import Table
 
 from . import __version__
 from .errors import ArenaError, InvalidInputError
+from .evaluation import DEFAULT_DECISION_DRAWS, DEFAULT_EOT_SAMPLES, Evaluation
 from .plugins import Registry, get_registry
 
 stdout = Console(soft_wrap=False)
@@ -143,9 +144,17 @@ def _parse_params(values: tuple[str, ...]) -> dict[str, dict[str, Any]]:
               help="Give up on an attack that runs longer than this (the pairing is marked errored).")
 @click.option("--check", "run_checks", is_flag=True,
               help="Also run the costlier integrity checks of `arena check` on each new result.")
+@click.option("--evaluation", type=click.Choice(["both", "adaptive", "plain"]), default="both", show_default=True,
+              help="For models with non-differentiable transforms or randomness: the adaptive evaluation "
+              "(BPDA, EOT; ranked), the plain one (model gradients, one draw), or both.")
+@click.option("--eot-samples", type=int, default=DEFAULT_EOT_SAMPLES, show_default=True,
+              help="Adaptive evaluation of a randomized model: gradients averaged per attack gradient (EOT).")
+@click.option("--decision-draws", type=int, default=DEFAULT_DECISION_DRAWS, show_default=True,
+              help="Adaptive evaluation of a randomized model: draws per prediction; correct only if all are.")
 @db_option
 def run(attacks, defenses, generators, samples, dataset, norm, eps_text, targeted, n, seed, device, batch_size,
-        query_budget, param_items, fast, force, deterministic, timeout, run_checks, db_url) -> None:
+        query_budget, param_items, fast, force, deterministic, timeout, run_checks, evaluation, eot_samples,
+        decision_draws, db_url) -> None:
     """Evaluate attacks against defenses, or score generators, and store the results."""
     from .checks import check_run
     from .config import home
@@ -187,7 +196,8 @@ def run(attacks, defenses, generators, samples, dataset, norm, eps_text, targete
         outcomes = runner.robustness(
             dataset, attack_names, defense_names, threats,
             Settings(seed=seed, n=n, batch_size=batch_size, query_budget=query_budget, timeout=timeout,
-                     fast=fast), params,
+                     fast=fast, evaluation=evaluation, eot_samples=eot_samples, decision_draws=decision_draws),
+            params,
         )
         if run_checks:
             for outcome in outcomes:
@@ -246,11 +256,23 @@ def _threat_label(norm: str, eps: float, targeted: bool) -> str:
     return f"{norm} {eps:g}" + (" T" if targeted else "")
 
 
+def _evaluation_label(evaluation: dict[str, Any] | None) -> str:
+    """``plain``, or what the adaptive evaluation did: ``bpda``, ``eot``, ``bpda+eot``."""
+    chosen = Evaluation.from_dict(evaluation)
+    if not chosen.adaptive:
+        return "plain"
+    return "+".join(["bpda"] * chosen.bpda + ["eot"] * (chosen.eot_samples > 1 or chosen.decision_draws > 1))
+
+
 def _summary(outcomes) -> Table:
     table = Table(title="Results", title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
                   pad_edge=False, collapse_padding=True)
-    for name in ["run", "attack", "defense", "threat", "clean", "robust", "success", "size", "time", ""]:
-        table.add_column(name, justify="left" if name in ("attack", "defense", "threat", "") else "right",
+    # The evaluation column only when some pairing needed an adaptive one: keeps 80 columns otherwise.
+    adaptive = any(outcome.evaluation.adaptive for outcome in outcomes)
+    names = ["run", "attack", "defense", "threat", *["eval"] * adaptive, "clean", "robust", "success", "size", "time",
+             ""]
+    for name in names:
+        table.add_column(name, justify="left" if name in ("attack", "defense", "threat", "eval", "") else "right",
                          no_wrap=True)
     for outcome in outcomes:
         run, result = outcome.run, outcome.run.robustness
@@ -260,7 +282,8 @@ def _summary(outcomes) -> Table:
             note = f"[red]{run.status}[/]"
         table.add_row(
             str(run.id), result.attack, result.defense, _threat_label(result.norm, result.eps, result.targeted),
-            _pct(result.clean_accuracy), _pct(result.robust_accuracy), _pct(result.attack_success_rate),
+            *[_evaluation_label(result.evaluation)] * adaptive, _pct(result.clean_accuracy),
+            _pct(result.robust_accuracy), _pct(result.attack_success_rate),
             "—" if size is None else f"{size:.3f}", f"{run.duration_s:.1f}s", note,
         )
     return table
@@ -362,13 +385,13 @@ def results(as_json, include_failed, dataset, db_url) -> None:
         if not rows:
             return
     table = Table(title="Stored results", title_justify="left", header_style="bold", box=box.SIMPLE_HEAD)
-    for name in ["run", "status", "dataset", "attack", "defense", "threat", "n", "clean", "robust", "success"]:
+    for name in ["run", "status", "dataset", "attack", "defense", "threat", "eval", "n", "clean", "robust", "success"]:
         table.add_column(name)
     for row in rows:
         threat = _threat_label(row["norm"], row["eps"], row["targeted"])
         table.add_row(str(row["run_id"]), row["status"], row["dataset"], row["attack_label"], row["defense_label"],
-                      threat, str(row["n"]), _pct(row["clean_accuracy"]), _pct(row["robust_accuracy"]),
-                      _pct(row["attack_success_rate"]))
+                      threat, _evaluation_label(row["evaluation"]), str(row["n"]), _pct(row["clean_accuracy"]),
+                      _pct(row["robust_accuracy"]), _pct(row["attack_success_rate"]))
     stdout.print(table)
 
 
@@ -406,6 +429,9 @@ def show(run_id, db_url) -> None:
     for role, path in (run.artifacts or {}).items():
         if str(path).endswith(".png"):
             stdout.print(f"Image ({role}): {path}", highlight=False, soft_wrap=True)
+    if run.robustness is not None:
+        _show_evaluations(store, run)
+        _show_training(row["defense_key"])
     if run.samples:
         attacked = [s for s in run.samples if s.clean_correct]
         fooled = [s for s in attacked if s.success]
@@ -415,6 +441,54 @@ def show(run_id, db_url) -> None:
     if run.error:
         stdout.print(f"[red]{run.status}[/]:", highlight=False)
         stdout.print(run.error, highlight=False, markup=False)
+
+
+def _show_evaluations(store, run) -> None:
+    """The pairing's results under each evaluation (adaptive and plain), when there are several."""
+    from .results import evaluations_of_pairing
+
+    runs = evaluations_of_pairing(store, run)
+    if len(runs) < 2 and not Evaluation.from_dict(run.robustness.evaluation).adaptive:
+        return
+    table = Table(title="Evaluations of this pairing", title_justify="left", header_style="bold", box=box.SIMPLE_HEAD)
+    for name in ["run", "evaluation", "clean", "robust", "success", "flags", "ranked"]:
+        table.add_column(name)
+    ranked = max(runs, key=lambda r: (Evaluation.from_dict(r.robustness.evaluation).adaptive, r.id))
+    for other in sorted(runs, key=lambda r: r.id):
+        result = other.robustness
+        table.add_row(str(other.id), Evaluation.from_dict(result.evaluation).describe(), _pct(result.clean_accuracy),
+                      _pct(result.robust_accuracy), _pct(result.attack_success_rate),
+                      ", ".join(f["code"] for f in other.flags or []), "yes" if other.id == ranked.id else "")
+    stdout.print(table)
+
+
+def _show_training(defense_key: str) -> None:
+    """The defense model's training history, from the record the model cache keeps beside it."""
+    from .cache import ModelCache
+    from .config import home
+    from .progress import quiet
+
+    record = ModelCache(home() / "models", quiet()).record(defense_key)
+    history = (record or {}).get("history") or []
+    if not history:
+        return
+    seconds = record.get("train_seconds")
+    title = "Training" + (f" ({seconds:.1f} s)" if isinstance(seconds, (int, float)) else "")
+    table = Table(title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD)
+    columns = list(dict.fromkeys(key for epoch in history for key in epoch))
+    for name in columns:
+        table.add_column(name, justify="right")
+    for epoch in history:
+        table.add_row(*(_history_cell(name, epoch.get(name)) for name in columns))
+    stdout.print(table)
+
+
+def _history_cell(name: str, value: Any) -> str:
+    if value is None:
+        return "—"
+    if "accuracy" in name:
+        return _pct(value)
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def _picture_examples(run) -> None:

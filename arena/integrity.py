@@ -10,7 +10,9 @@ Checks come in three kinds:
 
 - *model probes*, run once per defense model before any attack (:func:`probe_model`): outputs
   that change between identical forward passes (a randomized defense), outputs that are
-  probabilities rather than logits, input gradients that are zero;
+  probabilities rather than logits, input gradients that are zero (with the model's own
+  gradients, and through BPDA where the model declares non-differentiable transforms); the
+  probe decides how the host evaluates the model (:mod:`arena.evaluation`);
 - *per-run checks* (:func:`run_flags`): an unbounded attack that does not reach chance level;
 - *cross-run checks* over every stored result of a defense (:func:`cross_run_flags`): robust
   accuracy that rises with eps, and a black-box, transfer or noise attack that beats every
@@ -29,6 +31,8 @@ from typing import Any, Iterable, Mapping
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .transforms import nondifferentiable_transforms, straight_through
 
 SEVERITIES = ("info", "warning")
 
@@ -66,8 +70,13 @@ class ModelProbe:
     randomized: bool
     outputs_probabilities: bool
     zero_gradient_fraction: float
+    #: Class names of the input transforms the model declares non-differentiable.
+    nondifferentiable: tuple[str, ...] = ()
+    #: The zero-gradient fraction with gradients taken straight through those transforms.
+    bpda_zero_gradient_fraction: float | None = None
 
-    def flags(self, white_box: bool) -> list[Flag]:
+    def flags(self, white_box: bool, bpda: bool = False) -> list[Flag]:
+        """Flags for a result obtained with this model (``bpda``: the attack saw BPDA gradients)."""
         flags = []
         if self.randomized:
             flags.append(Flag("randomized", "the defense's outputs differ between identical forward passes", "info"))
@@ -77,17 +86,19 @@ class ModelProbe:
                 "the model returns probabilities, not logits: cross-entropy gradients on them are "
                 "distorted, so gradient attacks may be weakened",
             ))
-        if white_box and self.zero_gradient_fraction > ZERO_GRADIENT_FRACTION:
+        zero_fraction = self.bpda_zero_gradient_fraction if bpda else self.zero_gradient_fraction
+        if white_box and zero_fraction is not None and zero_fraction > ZERO_GRADIENT_FRACTION:
             flags.append(Flag(
                 "zero-gradients",
-                f"the input gradient is exactly zero for {100 * self.zero_gradient_fraction:.0f}% of "
+                f"the input gradient is exactly zero for {100 * zero_fraction:.0f}% of "
                 "probed samples: gradient attacks see nothing (obfuscated gradients?)",
             ))
         return flags
 
 
 def probe_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> ModelProbe:
-    """Two identical forward passes, the output's shape, and the input gradients, on up to
+    """Two identical forward passes, the output's shape, and the input gradients (plain, and
+    through BPDA where the model has non-differentiable transforms), on up to
     :data:`PROBE_SAMPLES` points."""
     x, y = x[:PROBE_SAMPLES], y[:PROBE_SAMPLES]
     with torch.no_grad():
@@ -97,15 +108,26 @@ def probe_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> ModelProb
     outputs_probabilities = bool(
         (first >= 0).all() and (first <= 1).all() and torch.allclose(sums, torch.ones_like(sums), atol=1e-3)
     )
+    nondifferentiable = tuple(dict.fromkeys(type(t).__name__ for t in nondifferentiable_transforms(model)))
+    bpda_zero_fraction = None
+    if nondifferentiable:
+        with straight_through(model):
+            bpda_zero_fraction = _zero_gradient_fraction(model, x, y)
+    return ModelProbe(randomized, outputs_probabilities, _zero_gradient_fraction(model, x, y),
+                      nondifferentiable, bpda_zero_fraction)
+
+
+def _zero_gradient_fraction(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """The fraction of samples whose cross-entropy input gradient is exactly zero."""
     with torch.enable_grad():
         inputs = x.detach().clone().requires_grad_(True)
         loss = F.cross_entropy(model(inputs), y, reduction="sum")
+        if not loss.requires_grad:  # nothing in the model depends on the input differentiably
+            return 1.0
         (grad,) = torch.autograd.grad(loss, inputs, allow_unused=True)
     if grad is None:
-        zero_fraction = 1.0
-    else:
-        zero_fraction = float((grad.flatten(1).abs().amax(dim=1) == 0).double().mean())
-    return ModelProbe(randomized, outputs_probabilities, zero_fraction)
+        return 1.0
+    return float((grad.flatten(1).abs().amax(dim=1) == 0).double().mean())
 
 
 def unbounded_eps(norm: str, shape: tuple[int, ...]) -> float:
@@ -134,13 +156,18 @@ def cross_run_flags(rows: Iterable[Mapping[str, Any]]) -> dict[int, list[Flag]]:
     - ``blackbox-beats-whitebox``: at one threat model, a score-query, label-query or zero-query
       attack leaves a lower robust accuracy (by more than one sample) than the white-box attack,
       so the white-box result understates the attack's power: gradient masking suspected.
+
+    A sweep is compared within one evaluation, attacks within one decision rule (the number of
+    draws per judged prediction of a randomized model).
     """
     flags: dict[int, list[Flag]] = {}
     ok = [row for row in rows if row["status"] == "ok" and row["robust_accuracy"] is not None]
 
     sweeps: dict[tuple, list[Mapping[str, Any]]] = {}
     for row in ok:
-        key = (row["dataset"], row["defense_key"], row["attack_label"], row["norm"], row["targeted"], row["n"])
+        evaluation = tuple(sorted((row.get("evaluation") or {}).items()))
+        key = (row["dataset"], row["defense_key"], row["attack_label"], evaluation, row["norm"], row["targeted"],
+               row["n"])
         sweeps.setdefault(key, []).append(row)
     for runs in sweeps.values():
         runs = sorted(runs, key=lambda r: (r["eps"], r["run_id"]))
@@ -158,7 +185,9 @@ def cross_run_flags(rows: Iterable[Mapping[str, Any]]) -> dict[int, list[Flag]]:
 
     groups: dict[tuple, list[Mapping[str, Any]]] = {}
     for row in ok:
-        groups.setdefault((row["dataset"], row["defense_key"], row["norm"], row["eps"], row["targeted"]), []).append(row)
+        draws = (row.get("evaluation") or {}).get("decision_draws", 1)  # only results judged alike compare
+        group = (row["dataset"], row["defense_key"], draws, row["norm"], row["eps"], row["targeted"])
+        groups.setdefault(group, []).append(row)
     for runs in groups.values():
         white = [r for r in runs if r["attack_access"] == "white-box"]
         black = [r for r in runs if r["attack_access"] != "white-box"]

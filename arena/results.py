@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import ArenaError
+from .evaluation import Evaluation
 from .plugins import Registry
 from .store import Run, Store
 
@@ -74,6 +75,7 @@ def robustness_row(run: Run, registry: Registry | None = None) -> dict[str, Any]
         "queries": result.queries_mean,
         "queries_max": result.queries_max,
         "query_budget": result.query_budget,
+        "evaluation": Evaluation.from_dict(result.evaluation).as_dict(),
         "forward_passes": result.forward_passes,
         "backward_passes": result.backward_passes,
         "flags": run.flags or [],
@@ -91,6 +93,27 @@ def robustness_rows(
     """Every stored robustness run as a flat row, oldest first."""
     runs = store.runs(track="robustness", dataset=dataset, status=None if include_failed else "ok")
     return [robustness_row(run, registry) for run in runs]
+
+
+def evaluations_of_pairing(store: Store, run: Run) -> list[Run]:
+    """Every completed run of the same pairing as ``run`` (same defense model, attack
+    configuration, threat model, points and seed), one per evaluation: the adaptive result and
+    the plain one side by side."""
+    result = run.robustness
+    if result is None:
+        return [run]
+    same = []
+    for other in store.runs(track="robustness", dataset=run.dataset, status="ok"):
+        theirs = other.robustness
+        if theirs is not None and (
+            theirs.defense_key, theirs.attack, theirs.attack_version, theirs.attack_params, theirs.norm,
+            theirs.eps, theirs.targeted, theirs.query_budget, other.n, other.seed,
+        ) == (
+            result.defense_key, result.attack, result.attack_version, result.attack_params, result.norm,
+            result.eps, result.targeted, result.query_budget, run.n, run.seed,
+        ):
+            same.append(other)
+    return same
 
 
 def generative_row(run: Run, registry: Registry | None = None) -> dict[str, Any]:

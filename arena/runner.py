@@ -31,6 +31,17 @@ from .dataset import Dataset, Splits
 from .defense import Defense
 from .errors import ArenaError, InvalidInputError, PluginError, RefusedResult
 from .fast import FastModel, tf32_matmul
+from .evaluation import (
+    DEFAULT_DECISION_DRAWS,
+    DEFAULT_EOT_SAMPLES,
+    PLAIN,
+    Evaluation,
+    adaptive_evaluation,
+    check_settings,
+    evaluation_flags,
+    judge,
+    plan,
+)
 from .integrity import CROSS_RUN_CODES, ModelProbe, cross_run_flags, probe_model, run_flags
 from .models import build_classifier
 from .plugins import PluginInfo, Registry
@@ -39,6 +50,7 @@ from .provenance import environment, stable_hash
 from .store import RobustnessResult, Run, Sample, Store
 from .threat import ThreatModel, check_adversarial, perturbation_norms
 from .training import BuildContext, fit_classifier
+from .transforms import straight_through
 
 #: How the host trains the surrogate models of zero-query (transfer) attacks.
 SURROGATE_RECIPE = {"epochs": 20, "lr": 1e-3, "batch_size": 64}
@@ -77,7 +89,12 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
 @dataclass(frozen=True)
 class Settings:
     """How pairings are run. ``seed``, ``n`` and (for query attacks) ``query_budget`` are part of
-    every result's identity; ``timeout`` bounds one attack's wall time in seconds."""
+    every result's identity; ``timeout`` bounds one attack's wall time in seconds.
+
+    ``evaluation`` picks which of a pairing's evaluations run (``both``, ``adaptive`` or
+    ``plain``, see :mod:`arena.evaluation`); ``eot_samples`` and ``decision_draws`` set the
+    adaptive evaluation of randomized models and are part of its results' identity.
+    """
 
     seed: int = 0
     n: int | None = None
@@ -86,6 +103,9 @@ class Settings:
     timeout: float | None = None
     #: The opt-in fast path of the attack's passes (see :mod:`arena.fast`).
     fast: bool = False
+    evaluation: str = "both"
+    eot_samples: int = DEFAULT_EOT_SAMPLES
+    decision_draws: int = DEFAULT_DECISION_DRAWS
 
 
 class PairingTimeout(ArenaError):
@@ -154,6 +174,7 @@ class PairingOutcome:
     attack: str
     defense: str
     threat: ThreatModel
+    evaluation: Evaluation = PLAIN
 
     @property
     def ok(self) -> bool:
@@ -190,7 +211,11 @@ class Runner:
 
     def _context(self, data: LoadedDataset, seed: int, label: str) -> BuildContext:
         def trained_defense(name: str, **params: Any) -> nn.Module:
-            return self.defense_model(self.registry.get("defense", name), params, data, seed).model
+            # Training or loading the inner model re-seeds torch; the caller's random stream must
+            # not depend on whether that model was in the cache.
+            devices = [self.device.index or 0] if self.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices):
+                return self.defense_model(self.registry.get("defense", name), params, data, seed).model
 
         return BuildContext(data.plugin, data.splits, self.device, seed, self.reporter, trained_defense, label)
 
@@ -307,6 +332,7 @@ class Runner:
             raise InvalidInputError("--batch-size must be at least 1")
         if settings.query_budget < 1:
             raise InvalidInputError("--queries must be at least 1")
+        check_settings(settings.evaluation, settings.eot_samples, settings.decision_draws)
         attack_infos = self.registry.resolve("attack", attacks)
         defense_infos = self.registry.resolve("defense", defenses)
         pairings = _compatible(attack_infos, threats, explicit="all" not in attacks, reporter=self.reporter)
@@ -317,9 +343,7 @@ class Runner:
         outcomes = []
         for defense_info in defense_infos:
             for attack_info, threat in pairings:
-                outcomes.append(
-                    self._pairing(data, defense_info, attack_info, threat, n, settings, params)
-                )
+                outcomes.extend(self._pairing(data, defense_info, attack_info, threat, n, settings, params))
         self.refresh_cross_run_flags(dataset)
         return outcomes
 
@@ -344,10 +368,11 @@ class Runner:
         n: int,
         settings: Settings,
         params: dict[str, dict[str, Any]],
-    ) -> PairingOutcome:
+    ) -> list[PairingOutcome]:
+        """Every evaluation of one pairing that ``settings.evaluation`` asks for (one, unless the
+        model needs an adaptive evaluation, see :mod:`arena.evaluation`)."""
         attack: Attack = attack_info.create(params.get(attack_info.name))  # type: ignore[assignment]
         attack.resolve(data.plugin)
-        attack_params = attack.hyperparameters()
         label = dict(attack=attack_info.name, defense=defense_info.name, threat=threat)
         started = time.perf_counter()
         _, defense_params, defense_key = self.defense_identity(
@@ -360,7 +385,7 @@ class Runner:
             "attack": attack_info.name,
             "attack_package": attack_info.source.package,
             "attack_version": attack_info.source.version,
-            "attack_params": attack_params,
+            "attack_params": attack.hyperparameters(),
             "threat": [threat.norm, threat.eps, threat.targeted],
             "n": n,
             "seed": settings.seed,
@@ -369,12 +394,76 @@ class Runner:
         }
         if settings.fast:  # only then, so that results computed before the fast path keep their keys
             identity["fast"] = True
-        key = stable_hash(identity)
-        if not self.force:
-            existing = self.store.find_run(key)
-            if existing is not None:
-                return PairingOutcome(existing, True, **label)
 
+        def new_run(evaluation: Evaluation) -> Run:
+            # Plain results keep the key they had before evaluations were recorded.
+            key = stable_hash(identity if not evaluation.adaptive else {**identity, "evaluation": evaluation.as_dict()})
+            return self._new_run(key, data, defense_info, defense_params, defense_key, attack_info, attack,
+                                 threat, n, settings, evaluation)
+
+        try:
+            built = self.defense_model(defense_info, params.get(defense_info.name, {}), data, settings.seed)
+        except Exception as exc:
+            run = new_run(PLAIN)
+            if not self.force and (existing := self.store.find_run(run.key)) is not None:
+                return [PairingOutcome(existing, True, **label)]
+            _record_failure(run, exc, defense_info)
+            run.duration_s = time.perf_counter() - started
+            stored = self.store.save_run(run)
+            return [PairingOutcome(stored, stored is not run, **label)]
+
+        adaptive = adaptive_evaluation(built.probe, attack.access, settings.eot_samples, settings.decision_draws)
+        outcomes = []
+        for evaluation in plan(built.probe, attack.access, settings.evaluation, settings.eot_samples,
+                               settings.decision_draws):
+            run = new_run(evaluation)
+            if not self.force and (existing := self.store.find_run(run.key)) is not None:
+                outcomes.append(PairingOutcome(existing, True, **label, evaluation=evaluation))
+                continue
+            run.provenance["checkpoint_sha256"] = built.sha256
+            try:
+                samples, metrics, examples = self._evaluate(
+                    data, built.model, attack, threat, n, settings, attack_info.name, defense_info.name, evaluation
+                )
+            except Exception as exc:
+                _record_failure(run, exc, attack_info)
+            else:
+                run.status = "ok"
+                run.samples = samples
+                run.artifacts = {"examples": str(self._save_examples(run.key, examples))}
+                # The attack's own wall time (without training or judging) goes with the
+                # provenance: the schema has no column for it.
+                run.provenance["attack_seconds"] = metrics.pop("attack_seconds")
+                for name, value in metrics.items():
+                    setattr(run.robustness, name, value)
+                white_box = attack.access == Access.WHITE_BOX
+                flags = built.probe.flags(white_box=white_box, bpda=evaluation.bpda) if built.probe else []
+                flags += evaluation_flags(evaluation, adaptive, built.probe)
+                flags += run_flags(threat.norm, threat.eps, data.plugin.shape, data.plugin.classes,
+                                   metrics["robust_accuracy"])
+                run.flags = [flag.as_dict() for flag in flags]
+            run.duration_s = time.perf_counter() - started
+            started = time.perf_counter()
+            stored = self.store.save_run(run)
+            outcomes.append(PairingOutcome(stored, stored is not run, **label, evaluation=evaluation))
+        return outcomes
+
+    def _new_run(
+        self,
+        key: str,
+        data: LoadedDataset,
+        defense_info: PluginInfo,
+        defense_params: dict[str, Any],
+        defense_key: str,
+        attack_info: PluginInfo,
+        attack: Attack,
+        threat: ThreatModel,
+        n: int,
+        settings: Settings,
+        evaluation: Evaluation,
+    ) -> Run:
+        """A run record with its identity and provenance filled in, before any result."""
+        query_attack = attack.access in (Access.SCORE_QUERY, Access.LABEL_QUERY)
         run = Run(
             key=key,
             track="robustness",
@@ -387,12 +476,12 @@ class Runner:
             flags=[],
             artifacts={},
         )
-        result = RobustnessResult(
+        run.robustness = RobustnessResult(
             attack=attack_info.name,
             attack_package=attack_info.source.package,
             attack_version=attack_info.source.version,
             attack_access=str(Access(attack.access)),
-            attack_params=attack_params,
+            attack_params=attack.hyperparameters(),
             defense=defense_info.name,
             defense_package=defense_info.source.package,
             defense_version=defense_info.source.version,
@@ -402,8 +491,8 @@ class Runner:
             eps=threat.eps,
             targeted=threat.targeted,
             query_budget=settings.query_budget if query_attack else None,
+            evaluation=evaluation.as_dict(),
         )
-        run.robustness = result
         run.provenance = {
             **environment(self.device),
             "seed": settings.seed,
@@ -417,39 +506,7 @@ class Runner:
                 "defense": _source(defense_info),
             },
         }
-        failing = defense_info
-        try:
-            built = self.defense_model(defense_info, params.get(defense_info.name, {}), data, settings.seed)
-            run.provenance["checkpoint_sha256"] = built.sha256
-            failing = attack_info
-            samples, metrics, examples = self._evaluate(
-                data, built.model, attack, threat, n, settings, attack_info.name, defense_info.name
-            )
-        except RefusedResult as exc:
-            run.status, run.error = "refused", f"{attack_info.name}: {exc}"
-        except ArenaError as exc:
-            run.status, run.error = "error", f"{failing.kind} {failing.name}: {exc}"
-        except Exception as exc:  # a plugin that raises marks only its own pairing as failed
-            run.status = "error"
-            run.error = (
-                f"{failing.kind} {failing.name} ({failing.source}) raised {type(exc).__name__}: {exc}\n"
-                + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-            )
-        else:
-            run.status = "ok"
-            run.samples = samples
-            run.artifacts = {"examples": str(self._save_examples(key, examples))}
-            # The attack's own wall time (without training or judging) goes with the provenance:
-            # the schema has no column for it.
-            run.provenance["attack_seconds"] = metrics.pop("attack_seconds")
-            for name, value in metrics.items():
-                setattr(result, name, value)
-            flags = built.probe.flags(white_box=attack.access == Access.WHITE_BOX) if built.probe else []
-            flags += run_flags(threat.norm, threat.eps, data.plugin.shape, data.plugin.classes, metrics["robust_accuracy"])
-            run.flags = [flag.as_dict() for flag in flags]
-        run.duration_s = time.perf_counter() - started
-        stored = self.store.save_run(run)
-        return PairingOutcome(stored, stored is not run, **label)
+        return run
 
     def _evaluate(
         self,
@@ -461,41 +518,48 @@ class Runner:
         settings: Settings,
         attack_name: str,
         defense_name: str,
+        evaluation: Evaluation = PLAIN,
     ) -> tuple[list[Sample], dict[str, Any], dict[str, torch.Tensor]]:
+        transfer_models = (  # first: training them re-seeds torch
+            self.surrogates(attack.surrogate_architectures(), data, settings.seed)
+            if attack.access == Access.ZERO_QUERY
+            else {}
+        )
+        # One seeded stream for the clean pass, the attack and the judgement: a randomized
+        # model's draws are reproducible too.
+        torch.manual_seed(settings.seed)
         x_all, y_all = data.splits.x_test[:n], data.splits.y_test[:n]
-        clean_pred = predict(model, x_all, settings.batch_size)
+        clean_pred = judge(model, x_all, y_all, None, evaluation.decision_draws, settings.batch_size)
         correct = clean_pred == y_all
         targets = choose_targets(y_all, data.plugin.classes, settings.seed).to(self.device) if threat.targeted else None
         x_adv_all = x_all.clone()
         queries = torch.zeros(n, dtype=torch.long) if attack.access in (Access.SCORE_QUERY, Access.LABEL_QUERY) else None
         counter = PassCounter()
-        transfer_models = (
-            self.surrogates(attack.surrogate_architectures(), data, settings.seed)
-            if attack.access == Access.ZERO_QUERY
-            else {}
-        )
         attacked = correct.nonzero().flatten()  # only clean-correct points are attacked
         batches = [attacked[i : i + settings.batch_size] for i in range(0, len(attacked), settings.batch_size)]
+        description = f"{attack_name} → {defense_name} ({threat}" + (
+            f", {evaluation.describe()})" if evaluation.adaptive else ")"
+        )
+        bpda = straight_through(model) if evaluation.bpda else contextlib.nullcontext()
         # The fast path changes the attack's view of the models only; the host judges in float32.
         target_view = FastModel(model, self.device) if settings.fast else model
         if settings.fast:
             transfer_models = {name: FastModel(m, self.device) for name, m in transfer_models.items()}
-        torch.manual_seed(settings.seed)
-        description = f"{attack_name} → {defense_name} ({threat})"
         started = time.perf_counter()
         with self.reporter.task(description, total=max(len(batches), 1)) as advance, time_limit(
             settings.timeout, f"attack {attack_name} against {defense_name}"
-        ), tf32_matmul(self.device, enabled=settings.fast):
+        ), bpda, tf32_matmul(self.device, enabled=settings.fast):
             for index in batches:
                 x, y = x_all[index], y_all[index]
-                access = self._access(attack, target_view, len(index), settings.query_budget, counter, transfer_models)
+                access = self._access(attack, target_view, len(index), settings.query_budget, counter,
+                                      transfer_models, evaluation.eot_samples)
                 x_adv = attack.perturb(access, x, y, threat, None if targets is None else targets[index])
                 x_adv_all[index] = check_adversarial(x, x_adv, threat)
                 if queries is not None:
                     queries[index.cpu()] = access.queries
                 advance()
         attack_seconds = time.perf_counter() - started
-        adv_pred = predict(model, x_adv_all, settings.batch_size)
+        adv_pred = judge(model, x_adv_all, y_all, targets, evaluation.decision_draws, settings.batch_size)
         goal = (adv_pred == targets) if targets is not None else (adv_pred != y_all)
         success = correct & goal
         robust = correct & (adv_pred == y_all)  # never above clean accuracy, by construction
@@ -557,10 +621,11 @@ class Runner:
         budget: int,
         counter: PassCounter,
         surrogates: dict[str, nn.Module],
+        eot_samples: int = 1,
     ) -> Any:
         access = Access(attack.access)
         if access == Access.WHITE_BOX:
-            return WhiteBox(model, counter)
+            return WhiteBox(model, counter, eot_samples)
         if access == Access.SCORE_QUERY:
             return ScoreOracle(model, batch, budget)
         if access == Access.LABEL_QUERY:
@@ -633,6 +698,20 @@ def _compatible(
     if not pairs:
         raise InvalidInputError("no attack can run under the requested threat model")
     return pairs
+
+
+def _record_failure(run: Run, exc: BaseException, failing: PluginInfo) -> None:
+    """Mark a run refused (the host refused the attack's output) or errored (a plugin raised)."""
+    if isinstance(exc, RefusedResult):
+        run.status, run.error = "refused", f"{failing.name}: {exc}"
+    elif isinstance(exc, ArenaError):
+        run.status, run.error = "error", f"{failing.kind} {failing.name}: {exc}"
+    else:  # a plugin that raises marks only its own pairing as failed
+        run.status = "error"
+        run.error = (
+            f"{failing.kind} {failing.name} ({failing.source}) raised {type(exc).__name__}: {exc}\n"
+            + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        )
 
 
 def _freeze(model: nn.Module) -> nn.Module:

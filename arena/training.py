@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -9,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import InvalidInputError
 from .models import DEFAULT_ARCHITECTURE, build_classifier
 from .progress import Reporter, quiet
 
@@ -41,9 +43,10 @@ class BuildContext:
     trained_defense: Callable[..., nn.Module] | None = None
     label: str = ""
 
-    def default_classifier(self, architecture: str = DEFAULT_ARCHITECTURE) -> nn.Module:
-        """The host's classifier for this dataset's shape (see :mod:`arena.models`)."""
-        return build_classifier(architecture, self.dataset.shape, self.dataset.classes)
+    def default_classifier(self, architecture: str = DEFAULT_ARCHITECTURE, dropout: float = 0.0) -> nn.Module:
+        """The host's classifier for this dataset's shape (see :mod:`arena.models`), with
+        ``dropout`` on the input of each fully connected layer if above 0."""
+        return build_classifier(architecture, self.dataset.shape, self.dataset.classes, dropout)
 
     def generator(self, offset: int = 0) -> torch.Generator:
         """A CPU random generator seeded from the run seed (plus ``offset``)."""
@@ -59,6 +62,7 @@ class BuildContext:
         loss: BatchLoss = cross_entropy_loss,
         weight_decay: float = 0.0,
         epoch_metrics: Callable[[nn.Module], dict[str, float]] | None = None,
+        lr_schedule: str = "constant",
     ) -> list[dict[str, Any]]:
         """Train a classifier with Adam; see :func:`fit_classifier`."""
         return fit_classifier(
@@ -70,6 +74,7 @@ class BuildContext:
             seed=self.seed,
             loss=loss,
             weight_decay=weight_decay,
+            lr_schedule=lr_schedule,
             reporter=self.reporter,
             description=f"training {self.label}".strip(),
             epoch_metrics=epoch_metrics,
@@ -127,6 +132,22 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return correct / len(x)
 
 
+#: Learning-rate schedules :func:`fit_classifier` knows, as a factor of ``lr`` by fraction of training done.
+LR_SCHEDULES: dict[str, Callable[[float], float]] = {
+    "constant": lambda done: 1.0,
+    # Wong et al. 2020: linearly from 0 up to lr over the first half of the steps, back to 0 over the second.
+    "cyclic": lambda done: 1.0 - abs(2.0 * done - 1.0),
+}
+
+
+def _status(record: dict[str, Any]) -> str:
+    """The progress bar's text: the loss and every accuracy of the epoch."""
+    parts = [f"loss {record['loss']:.3f}"]
+    parts += [f"{name.replace('_accuracy', '').replace('_', ' ')} acc {value:.3f}"
+              for name, value in record.items() if name.endswith("accuracy") and isinstance(value, float)]
+    return " ".join(parts)
+
+
 def fit_classifier(
     model: nn.Module,
     splits: "Splits",
@@ -140,20 +161,31 @@ def fit_classifier(
     reporter: Reporter | None = None,
     description: str = "training",
     epoch_metrics: Callable[[nn.Module], dict[str, float]] | None = None,
+    lr_schedule: str = "constant",
 ) -> list[dict[str, Any]]:
-    """Mini-batch Adam on the training split, shuffled by a generator seeded with ``seed``.
+    """Mini-batch Adam on the training split, shuffled by a generator seeded with ``seed``, with
+    the learning rate ``lr`` held constant or following a schedule of :data:`LR_SCHEDULES`
+    (updated after every step).
 
-    Returns one record per epoch: mean training loss, training-batch accuracy, test accuracy,
-    plus whatever ``epoch_metrics(model)`` adds (robust accuracy, say).
+    Returns one record per epoch: mean training loss, test accuracy, the seconds spent in the
+    optimisation steps (not in evaluating), plus whatever ``epoch_metrics(model)`` adds (robust
+    accuracy, say); the progress bar shows the accuracies as they come.
     """
+    if lr_schedule not in LR_SCHEDULES:
+        raise InvalidInputError(f"unknown learning-rate schedule {lr_schedule!r}: use one of {', '.join(LR_SCHEDULES)}")
     reporter = reporter or quiet()
     x, y = splits.x_train, splits.y_train
     shuffle = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    total_steps = max(1, epochs * -(-len(x) // batch_size))
+    factor = LR_SCHEDULES[lr_schedule]
+    # Step k trains at the schedule's value halfway through it, so no step runs at a rate of 0.
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: factor((step + 0.5) / total_steps))
     history: list[dict[str, Any]] = []
     with reporter.task(description, total=epochs) as advance:
         for epoch in range(epochs):
             model.train()
+            started = time.perf_counter()
             order = torch.randperm(len(x), generator=shuffle).to(x.device)
             total_loss, seen = 0.0, 0
             for start in range(0, len(x), batch_size):
@@ -162,17 +194,20 @@ def fit_classifier(
                 optimizer.zero_grad(set_to_none=True)
                 value.backward()
                 optimizer.step()
+                scheduler.step()
                 total_loss += float(value.detach()) * len(index)
                 seen += len(index)
+            seconds = time.perf_counter() - started
             model.eval()
             record: dict[str, Any] = {
                 "epoch": epoch + 1,
                 "loss": total_loss / seen,
                 "test_accuracy": accuracy(model, splits.x_test, splits.y_test),
+                "seconds": seconds,
             }
             if epoch_metrics is not None:
                 record.update(epoch_metrics(model))
             history.append(record)
-            advance(status=f"loss {record['loss']:.3f} test acc {record['test_accuracy']:.3f}")
+            advance(status=_status(record))
     model.eval()
     return history

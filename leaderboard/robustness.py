@@ -2,7 +2,8 @@
 
 Entries are compared only within one threat model (dataset, norm, eps, targeted). A defense's
 worst-case robust accuracy is decided per sample, as AutoAttack reports it: a sample counts as
-robust only if no attack fooled it, over the samples every attack evaluated.
+robust only if no attack fooled it, over the samples every attack evaluated. Where a pairing was
+evaluated both adaptively (BPDA, EOT) and plainly, the adaptive result is the one ranked.
 """
 
 from __future__ import annotations
@@ -86,10 +87,16 @@ class RobustnessBoard:
     outcomes: SampleOutcomes | None = None
 
 
+def _is_adaptive(row: Row) -> bool:
+    return (row.get("evaluation") or {}).get("mode") == "adaptive"
+
+
 def latest_runs(rows: Iterable[Row]) -> list[Row]:
-    """The newest completed run for each threat model, defense model and attack configuration."""
+    """The newest completed run for each threat model, defense model and attack configuration;
+    an adaptive evaluation (BPDA, EOT) is preferred to a plain one of the same pairing, which
+    overstates robustness."""
     latest: dict[tuple[Any, ...], Row] = {}
-    for row in sorted(rows, key=lambda r: r["run_id"]):
+    for row in sorted(rows, key=lambda r: (_is_adaptive(r), r["run_id"])):
         if row["status"] == "ok":
             latest[(ThreatGroup.key(row), row["defense_key"], row["attack_label"])] = row
     return sorted(latest.values(), key=lambda r: r["run_id"])

@@ -31,6 +31,7 @@ def test_model_probes(model):
     noisy = probe_model(Noisy(model), x, y)
     (flag,) = noisy.flags(white_box=True)
     assert flag.code == "randomized" and flag.severity == "info" and not is_suspect([flag.as_dict()])
+    assert not noisy.nondifferentiable and noisy.bpda_zero_gradient_fraction is None
 
 
 def _row(run_id, attack, eps, robust, access="white-box", n=100, defense="d"):
@@ -67,13 +68,16 @@ def test_broken_defenses_are_flagged_through_the_cli(arena):
     broken_plugins.install()
     result = arena("run", "-a", "fgsm", "-d", "softmaxed,quantized,noisy,standard", "--n", "100")
     assert result.exit_code == 0, result.stderr
-    flags = {r["defense"]: {f["code"] for f in r["flags"]} for r in arena.json("results", "--json")}
+    rows = arena.json("results", "--json")
+    flags = {(r["defense"], r["evaluation"]["mode"]): {f["code"] for f in r["flags"]} for r in rows}
     assert flags == {
-        "softmaxed": {"probabilities-output"},
-        "quantized": {"zero-gradients"},
-        "noisy": {"randomized"},
-        "standard": set(),
+        ("softmaxed", "plain"): {"probabilities-output"},
+        ("quantized", "plain"): {"zero-gradients"},  # declares no transform: nothing to take straight through
+        ("noisy", "adaptive"): {"randomized", "eot"},
+        ("noisy", "plain"): {"randomized", "not-adaptive"},
+        ("standard", "plain"): set(),
     }
+    assert not is_suspect(next(r["flags"] for r in rows if r["evaluation"]["mode"] == "adaptive"))
     assert "flagged: fgsm vs quantized" in result.stderr
     shown = arena("show", str(next(r["run_id"] for r in arena.json("results", "--json") if r["defense"] == "quantized")))
     assert "zero-gradients" in shown.stdout

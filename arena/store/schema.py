@@ -83,6 +83,10 @@ class RobustnessResult(Base):
     queries_max: Mapped[int | None] = mapped_column(Integer, nullable=True)
     forward_passes: Mapped[int | None] = mapped_column(Integer, nullable=True)
     backward_passes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: How the host evaluated the pairing (see :mod:`arena.evaluation`): ``mode`` ("plain" or
+    #: "adaptive"), ``bpda``, ``eot_samples``, ``decision_draws``. NULL in results stored before
+    #: evaluations were recorded, which were all plain.
+    evaluation: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
     run: Mapped[Run] = relationship(back_populates="robustness")
 

@@ -8,6 +8,8 @@ import torch.nn.functional as F
 import arena
 from arena import Defense
 
+from .adversary import robust_accuracy_monitor
+
 
 def fgsm_objective(model, x, y, alpha: float, eps: float) -> torch.Tensor:
     """alpha * J(theta, x, y) + (1 - alpha) * J(theta, x + eps * sign(grad_x J(theta, x, y)), y).
@@ -54,7 +56,8 @@ class AdvTrain(Defense):
 
     def train(self, model, ctx):
         loss = lambda model, x, y: fgsm_objective(model, x, y, self.alpha, self.eps)  # noqa: E731
-        return ctx.fit(model, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, loss=loss)
+        return ctx.fit(model, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, loss=loss,
+                       epoch_metrics=robust_accuracy_monitor(ctx, self.eps))
 
 
 @arena.hookimpl

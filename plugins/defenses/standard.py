@@ -5,6 +5,8 @@ from __future__ import annotations
 import arena
 from arena import Defense
 
+from .adversary import robust_accuracy_monitor
+
 
 class Standard(Defense):
     """Standard training with Adam on the clean training split (the undefended baseline)."""
@@ -21,7 +23,8 @@ class Standard(Defense):
         return ctx.default_classifier(self.architecture)
 
     def train(self, model, ctx):
-        return ctx.fit(model, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size)
+        monitor = robust_accuracy_monitor(ctx, ctx.dataset.default_threat.eps)
+        return ctx.fit(model, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, epoch_metrics=monitor)
 
 
 @arena.hookimpl

@@ -1,0 +1,77 @@
+"""Ensemble adversarial training (Tramèr et al. 2018, "Ensemble Adversarial Training: Attacks
+and Defenses")."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+import arena
+from arena import Defense
+
+from .adversary import robust_accuracy_monitor
+
+
+def fgsm(model, x, y, eps: float) -> torch.Tensor:
+    """x + eps * sign(grad_x J(model, x, y)), clipped to [0, 1], detached."""
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        (grad,) = torch.autograd.grad(F.cross_entropy(model(x), y, reduction="sum"), x)
+    return (x + eps * grad.sign()).clamp(0.0, 1.0).detach()
+
+
+class Ensemble(Defense):
+    """Ensemble adversarial training: one model trained on clean examples and on FGSM examples
+    transferred from static pre-trained models, not an ensemble of models.
+
+    For every batch the source of the adversarial examples is drawn uniformly from the model
+    being trained and the static models, and the loss is 0.5 * J(x) + 0.5 * J(x_adv), as in the
+    authors' MNIST code. Decoupling the examples from the current weights keeps single-step
+    adversarial training from learning to mask its own gradients. The static models are
+    Arena's ``standard`` defense trained with each architecture in ``static_architectures``
+    (cached and shared with that defense).
+    """
+
+    name = "ensemble"
+
+    def __init__(
+        self,
+        eps: float | None = None,
+        static_architectures: tuple[str, ...] = ("cnn", "mlp"),
+        architecture: str = "cnn",
+        epochs: int = 20,
+        lr: float = 1e-3,
+        batch_size: int = 64,
+    ):
+        if not static_architectures:
+            raise ValueError("static_architectures needs at least one architecture")
+        self.eps = eps  # None: the dataset's default eps
+        self.static_architectures = tuple(static_architectures)
+        self.architecture = architecture
+        self.epochs = epochs
+        self.lr = lr
+        self.batch_size = batch_size
+
+    def resolve(self, dataset):
+        if self.eps is None:
+            self.eps = dataset.default_threat.eps
+
+    def build(self, dataset, ctx):
+        return ctx.default_classifier(self.architecture)
+
+    def train(self, model, ctx):
+        static = [ctx.trained_defense("standard", architecture=a) for a in self.static_architectures]
+        sources = [model, *static]
+
+        def loss(model, x, y):
+            source = sources[int(torch.randint(len(sources), (1,)))]
+            x_adv = fgsm(source, x, y, self.eps)
+            return 0.5 * F.cross_entropy(model(x), y) + 0.5 * F.cross_entropy(model(x_adv), y)
+
+        return ctx.fit(model, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, loss=loss,
+                       epoch_metrics=robust_accuracy_monitor(ctx, self.eps))
+
+
+@arena.hookimpl
+def register_defenses(register):
+    register(Ensemble)

@@ -1,0 +1,163 @@
+"""The defense catalogue end to end on digits, through the CLI: adversarial training against
+standard training and dropout, obfuscated gradients seen through with BPDA, randomness seen
+through with EOT.
+
+PGD training, TRADES and fast adversarial training run a shortened schedule here (6 epochs at a
+peak learning rate of 0.01, 5 inner steps) set with ``-p``; models are shared with every other
+test through the session's model cache.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from arena.plugins import set_registry
+from arena_plugins.defenses.random_noise import RandomNoise
+
+from .conftest import Arena
+
+#: The adversarial-training defenses and the hyperparameters they train with here.
+ADVERSARIAL_TRAINING = {
+    "advtrain": {},
+    "pgd-at": {"epochs": 6, "lr": 0.01, "steps": 5},
+    "fast-at": {"epochs": 6, "lr": 0.01},
+    "trades": {"epochs": 6, "lr": 0.01, "steps": 5},
+}
+N = 200
+
+
+def _by(rows, *fields):
+    return {tuple(row[f] for f in fields): row for row in rows}
+
+
+def _by_evaluation(rows, defense):
+    """``{(attack, "plain" | "adaptive"): row}`` for one defense."""
+    return {(r["attack"], r["evaluation"]["mode"]): r for r in rows if r["defense"] == defense}
+
+
+def _training_record(home: Path, row) -> dict:
+    return json.loads((home / "models" / f"{row['defense_key']}.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def catalogue_run(arena_home, tmp_path_factory):
+    """Standard training, dropout and adversarial training under PGD and FGSM: one run, shared."""
+    settings = [item for name, params in ADVERSARIAL_TRAINING.items() for key, value in params.items()
+                for item in ("-p", f"{name}.{key}={value}")]
+    defenses = ",".join(["standard", "dropout", *ADVERSARIAL_TRAINING])
+    arena = Arena(f"sqlite:///{tmp_path_factory.mktemp('catalogue') / 'results.db'}")
+    with pytest.MonkeyPatch.context() as environment:
+        environment.setenv("ARENA_HOME", str(arena_home))
+        environment.delenv("ARENA_DB", raising=False)
+        set_registry(None)
+        result = arena("run", "-a", "pgd,fgsm", "-d", defenses, "--n", str(N), *settings)
+        assert result.exit_code == 0, result.output + result.stderr
+        rows = arena.json("results", "--json")
+        set_registry(None)
+    return arena, _by(rows, "defense", "attack")
+
+
+@pytest.fixture
+def catalogue(catalogue_run):
+    return catalogue_run[1]
+
+
+def test_adversarial_training_beats_standard_training_under_pgd(catalogue):
+    standard = catalogue[("standard", "pgd")]
+    assert standard["clean_accuracy"] >= 0.95 and standard["robust_accuracy"] <= 0.10
+    for name in ADVERSARIAL_TRAINING:
+        row = catalogue[(name, "pgd")]
+        assert row["eps"] == 0.2 and row["n"] == N and row["flags"] == []
+        assert row["robust_accuracy"] >= standard["robust_accuracy"] + 0.20, name
+        assert abs(row["clean_accuracy"] - standard["clean_accuracy"]) <= 0.05, name
+        # FGSM is the weaker attack: it never finds more than PGD does.
+        assert catalogue[(name, "fgsm")]["robust_accuracy"] >= row["robust_accuracy"] - 2 / N, name
+
+
+def test_adversarial_training_regularises_better_than_dropout(catalogue):
+    # Goodfellow et al. 2015: dropout alone buys almost no robustness, adversarial training does.
+    for attack in ("pgd", "fgsm"):
+        advtrain, dropout = catalogue[("advtrain", attack)], catalogue[("dropout", attack)]
+        assert advtrain["robust_accuracy"] >= dropout["robust_accuracy"] + 0.20, attack
+    assert catalogue[("dropout", "pgd")]["defense_params"]["p"] == 0.5
+
+
+def test_fast_at_is_cheaper_than_pgd_at_and_nearly_as_robust(catalogue, arena_home):
+    fast, pgd = catalogue[("fast-at", "pgd")], catalogue[("pgd-at", "pgd")]
+    seconds = {}
+    for name, row in (("fast-at", fast), ("pgd-at", pgd)):
+        history = _training_record(arena_home, row)["history"]
+        assert [epoch["epoch"] for epoch in history] == list(range(1, 7))
+        seconds[name] = sum(epoch["seconds"] for epoch in history)
+    # Per batch: one input gradient and an update, against five input gradients and an update.
+    assert seconds["fast-at"] < 0.5 * seconds["pgd-at"]
+    assert fast["robust_accuracy"] >= pgd["robust_accuracy"] - 0.10
+
+
+def test_training_progress_is_stored_and_shown(catalogue_run, arena_home):
+    arena, catalogue = catalogue_run
+    row = catalogue[("trades", "pgd")]
+    record = _training_record(arena_home, row)
+    assert record["meta"]["params"]["beta"] == 6.0 and record["train_seconds"] > 0
+    for epoch in record["history"]:
+        assert {"loss", "test_accuracy", "robust_accuracy", "seconds"} <= set(epoch)
+    history = record["history"]
+    assert history[-1]["robust_accuracy"] > history[0]["robust_accuracy"]
+    shown = arena("show", str(row["run_id"]))
+    assert shown.exit_code == 0 and "Training" in shown.stdout and "robust_accuracy" in shown.stdout
+    assert '"beta": 6.0' in shown.stdout  # the hyperparameters are recorded with the result
+
+
+def test_bit_depth_masks_gradients_and_bpda_sees_through(arena):
+    result = arena("run", "-a", "fgsm,pgd", "-d", "bit-depth,median-filter", "--n", str(N))
+    assert result.exit_code == 0, result.output + result.stderr
+    rows = arena.json("results", "--json")
+    squeezed = _by_evaluation(rows, "bit-depth")
+    for attack in ("fgsm", "pgd"):
+        plain, bpda = squeezed[(attack, "plain")], squeezed[(attack, "adaptive")]
+        assert bpda["evaluation"]["bpda"] and not plain["evaluation"]["bpda"]
+        assert {"zero-gradients", "not-adaptive"} <= {f["code"] for f in plain["flags"]}
+        assert {f["code"] for f in bpda["flags"]} == {"bpda"}
+        # Zero gradients: the plain attack barely moves, robust accuracy looks close to clean.
+        assert plain["robust_accuracy"] >= plain["clean_accuracy"] - 0.05
+        assert bpda["robust_accuracy"] <= plain["robust_accuracy"] - 0.25, attack
+        shown = arena("show", str(bpda["run_id"]))
+        assert "Evaluations of this pairing" in shown.stdout
+        assert f"{100 * plain['robust_accuracy']:.1f}%" in shown.stdout
+        assert f"{100 * bpda['robust_accuracy']:.1f}%" in shown.stdout
+    # The median is differentiable almost everywhere: attacked with its own gradients, once.
+    median = [r for r in rows if r["defense"] == "median-filter"]
+    assert sorted(r["attack"] for r in median) == ["fgsm", "pgd"]
+    assert all(r["evaluation"]["mode"] == "plain" and r["flags"] == [] for r in median)
+
+    # The leaderboard ranks the BPDA results; the plain ones it leaves aside.
+    boards = arena.json("leaderboard", "--format", "json")
+    matrix = next(b for b in boards if b["table"] == "matrix")
+    cells = next(e for e in matrix["entries"] if e["defense"] == "bit-depth")
+    assert cells["attack:pgd"] == squeezed[("pgd", "adaptive")]["robust_accuracy"]
+    assert cells["attack:fgsm"] == squeezed[("fgsm", "adaptive")]["robust_accuracy"]
+    defenses = next(b for b in boards if b["table"] == "defenses")
+    entry = next(e for e in defenses["entries"] if e["defense"] == "bit-depth")
+    assert entry["worst_case"] <= cells["attack:pgd"] and entry["flags"] == ["bpda"] and not entry["suspect"]
+
+
+def test_random_noise_is_detected_and_eot_breaks_it(arena, monkeypatch, tmp_path):
+    # Declared deterministic here: the host must find the randomness by itself.
+    monkeypatch.setattr(RandomNoise, "deterministic", True)
+    result = arena("run", "-a", "fgsm", "-d", "random-noise", "--n", str(N))
+    assert result.exit_code == 0, result.output + result.stderr
+    rows = {r["evaluation"]["mode"]: r for r in arena.json("results", "--json")}
+    eot, single = rows["adaptive"], rows["plain"]
+    assert eot["evaluation"] == {"mode": "adaptive", "bpda": False, "eot_samples": 20, "decision_draws": 10}
+    assert {f["code"] for f in eot["flags"]} == {"randomized", "eot"}
+    assert {f["code"] for f in single["flags"]} == {"randomized", "not-adaptive"}
+    assert eot["robust_accuracy"] <= single["robust_accuracy"] - 0.05
+    assert eot["backward_passes"] >= 20 * round(eot["clean_accuracy"] * N)  # 20 gradients per attacked point
+    # The host seeds the draws: the same command on a fresh database reproduces the result.
+    fresh = Arena(f"sqlite:///{tmp_path / 'again.db'}")
+    assert fresh("run", "-a", "fgsm", "-d", "random-noise", "--n", str(N), "--evaluation", "adaptive").exit_code == 0
+    (rerun,) = fresh.json("results", "--json")
+    assert rerun["key"] == eot["key"] and rerun["robust_accuracy"] == eot["robust_accuracy"]

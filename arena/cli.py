@@ -314,7 +314,8 @@ def leaderboard(dataset, norm, eps_text, track, include_flagged, fmt, output, db
     store = _store(db_url)
     rows = []
     if filters.wants(ROBUSTNESS_TRACKS):
-        rows = [row for row in robustness_rows(store, _registry(), dataset=dataset) if filters.matches(row)]
+        stored = robustness_rows(store, _registry(), dataset=dataset, norm=norm, eps=filters.eps)
+        rows = [row for row in stored if filters.matches(row)]
     outcomes = store.sample_outcomes([row["run_id"] for row in rows])
     board_views = robustness_views(rows, outcomes, include_flagged, examples=fmt == "html")
     board_views += generative_views(generative_rows(store, _registry(), dataset=dataset))

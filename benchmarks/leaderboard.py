@@ -70,6 +70,7 @@ def write_results(store, seed: int = 0) -> int:
                     "robust_accuracy": float(robust.mean()), "attack_success_rate": 1 - int(robust.sum()) / correct,
                     "mean_linf": eps, "median_linf": eps, "mean_l2": eps, "median_l2": eps, "queries_mean": None,
                     "queries_max": None, "forward_passes": POINTS, "backward_passes": POINTS,
+                    "robust_bits": np.packbits(robust, bitorder="little").tobytes(),
                 })
                 samples += [
                     {"run_id": run_id, "index": i, "label": 0, "target": None, "clean_pred": 0, "adv_pred": 0 if r else 1,
@@ -118,7 +119,7 @@ def main() -> None:
     rows = timed("load rows (store)", lambda: robustness_rows(store), args.repeat, times)
     outcomes = timed("load sample outcomes (store)", lambda: store.sample_outcomes([r["run_id"] for r in rows]),
                      args.repeat, times)
-    print(f"{len(rows)} results, {sum(map(len, outcomes.values()))} per-sample outcomes")
+    print(f"{len(rows)} results, {sum(len(robust) for _, robust in outcomes.values())} per-sample outcomes")
     views = timed("build views (boards, ratings, ...)", lambda: robustness_views(rows, outcomes), args.repeat, times)
 
     def terminal() -> str:
@@ -132,6 +133,17 @@ def main() -> None:
         timed(f"render {name}", lambda render=render: render(views), args.repeat, times)
     rendering = times["build views (boards, ratings, ...)"] + times["render terminal tables"]
     print(f"rows in memory to terminal tables: {rendering:.3f} s wall for {len(rows)} results ({len(views)} views)")
+    # What `arena leaderboard --norm linf --eps 0.2` shows: one threat model's 500 results.
+    one = [row for row in rows if (row["norm"], row["eps"], row["targeted"]) == ("linf", 0.2, False)]
+
+    def one_board() -> str:
+        console = Console(file=io.StringIO(), width=80)
+        for renderable in render_rich(robustness_views(one, store.sample_outcomes([r["run_id"] for r in one]))):
+            console.print(renderable)
+        return console.file.getvalue()
+
+    timed(f"one threat model ({len(one)} results)", one_board, args.repeat, times)
+    print(f"one threat model, outcomes to terminal tables: {times[f'one threat model ({len(one)} results)']:.3f} s")
     if args.html:
         from arena_leaderboard.html import render_html
 

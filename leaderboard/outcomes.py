@@ -35,18 +35,24 @@ class SampleOutcomes:
         return int((self.robust[rows].all(axis=0) & common).sum()) / count, count
 
 
-def sample_outcomes(runs: Sequence[Mapping[str, Any]], outcomes: Mapping[int, Mapping[int, bool]]) -> SampleOutcomes:
-    """Arrays for ``runs`` from ``{run_id: {test-point index: robust}}`` (``Store.sample_outcomes``)."""
-    indices, robust = [], []
-    for run in runs:
-        per_sample = outcomes.get(run["run_id"], {})
-        indices.append(np.fromiter(per_sample.keys(), dtype=np.int64, count=len(per_sample)))
-        robust.append(np.fromiter(per_sample.values(), dtype=bool, count=len(per_sample)))
-    samples = np.unique(np.concatenate(indices)) if indices else np.zeros(0, dtype=np.int64)
+def sample_outcomes(
+    runs: Sequence[Mapping[str, Any]], outcomes: Mapping[int, tuple[np.ndarray, np.ndarray]]
+) -> SampleOutcomes:
+    """Arrays for ``runs`` from ``{run_id: (test-point indices, robust)}`` (``Store.sample_outcomes``)."""
+    empty = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool))
+    pairs = [outcomes.get(run["run_id"], empty) for run in runs]
+    if not pairs:
+        return SampleOutcomes(np.zeros(0, dtype=np.int64), np.zeros((0, 0), bool), np.zeros((0, 0), bool))
+    first = pairs[0][0]
+    if all(len(index) == len(first) and np.array_equal(index, first) for index, _ in pairs):
+        # The common case: every run evaluated the same points.
+        robust_grid = np.stack([np.asarray(robust, dtype=bool) for _, robust in pairs])
+        return SampleOutcomes(np.asarray(first), np.ones_like(robust_grid), robust_grid)
+    samples = np.unique(np.concatenate([index for index, _ in pairs]))
     evaluated_grid = np.zeros((len(runs), len(samples)), dtype=bool)
     robust_grid = np.zeros((len(runs), len(samples)), dtype=bool)
-    for row, (index, value) in enumerate(zip(indices, robust)):
+    for row, (index, robust) in enumerate(pairs):
         columns = np.searchsorted(samples, index)
         evaluated_grid[row, columns] = True
-        robust_grid[row, columns] = value
+        robust_grid[row, columns] = robust
     return SampleOutcomes(samples, evaluated_grid, robust_grid)

@@ -61,6 +61,6 @@ def sweep(eps_values=(0.1, 0.2), dataset: str = "digits", norm: str = "linf", fi
             for attack, robust in (("fgsm", fgsm), ("noise", noise)):
                 row = result_row(run_id, attack, defense, eps, clean[defense], robust, dataset, norm)
                 rows.append(row)
-                outcomes[run_id] = dict(enumerate((robust & clean[defense]).tolist()))
+                outcomes[run_id] = (index, robust & clean[defense])
                 run_id += 1
     return rows, outcomes

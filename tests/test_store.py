@@ -44,7 +44,8 @@ def test_reopening_is_a_no_op_and_rows_survive(db):
     again = open_store(db)
     (run,) = again.runs()
     assert run.key == "k1" and run.robustness.robust_accuracy == 0.5
-    assert again.sample_outcomes([run.id]) == {run.id: {0: True}}
+    ((indices, robust),) = again.sample_outcomes([run.id]).values()
+    assert indices.tolist() == [0] and robust.tolist() == [True]
 
 
 def test_a_completed_result_is_never_replaced_but_a_failed_one_is(db):
@@ -92,9 +93,14 @@ def test_released_schema_fixtures_migrate_forward_with_rows_kept(tmp_path):
         with sqlite3.connect(path) as conn:
             before = conn.execute("SELECT id, key, status FROM runs ORDER BY id").fetchall()
             samples = conn.execute("SELECT count(*) FROM samples").fetchone()[0]
+            robust = conn.execute("SELECT run_id, robust FROM samples ORDER BY run_id, \"index\"").fetchall()
         store = open_store(f"sqlite:///{path}")
         after = [(r.id, r.key, r.status) for r in store.runs()]
         assert after == before and len(before) >= 2
         assert sum(len(store.get_run(r.id).samples) for r in store.runs()) == samples
         with store.engine.connect() as conn:
             assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == head_revision()
+            packed = conn.execute(text("SELECT count(*) FROM robustness_results WHERE robust_bits IS NOT NULL"))
+            assert packed.scalar() >= 1  # the leaderboard's packed outcomes, filled in from the samples
+        outcomes = store.sample_outcomes([r.id for r in store.runs()])
+        assert [(run_id, int(v)) for run_id, (_, values) in sorted(outcomes.items()) for v in values] == robust

@@ -14,6 +14,7 @@ import sqlite3
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -200,6 +201,8 @@ class Store:
         """
         if run.status == "ok":
             check_provenance(run.provenance)
+        if run.robustness is not None and run.samples:
+            run.robustness.robust_bits = pack_robust(run.samples)
         try:
             with self.session() as session:
                 previous = session.scalars(select(Run).where(Run.key == run.key)).first()
@@ -245,20 +248,46 @@ class Store:
         with self.session() as session:
             return list(session.scalars(query).unique())
 
-    def sample_outcomes(self, run_ids: list[int]) -> dict[int, dict[int, bool]]:
-        """``{run_id: {sample index: robust}}`` for the given runs."""
-        outcomes: dict[int, dict[int, bool]] = {rid: {} for rid in run_ids}
-        if not run_ids:
-            return outcomes
+    def sample_outcomes(self, run_ids: list[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """``{run_id: (test-point indices, robust)}`` for the given runs, as arrays.
+
+        Read from each result's packed ``robust_bits``, or from its sample rows where it has none.
+        """
+        outcomes: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         with self.session() as session:
             for chunk in range(0, len(run_ids), 500):
                 ids = run_ids[chunk : chunk + 500]
-                rows = session.execute(
-                    select(Sample.run_id, Sample.index, Sample.robust).where(Sample.run_id.in_(ids))
+                packed = session.execute(
+                    select(RobustnessResult.run_id, RobustnessResult.robust_bits, Run.n)
+                    .join(Run, Run.id == RobustnessResult.run_id)
+                    .where(RobustnessResult.run_id.in_(ids), RobustnessResult.robust_bits.is_not(None))
                 )
-                for run_id, index, robust in rows:
-                    outcomes[run_id][index] = bool(robust)
+                for run_id, bits, n in packed:
+                    robust = np.unpackbits(np.frombuffer(bits, dtype=np.uint8), count=n, bitorder="little")
+                    outcomes[run_id] = (np.arange(n), robust.astype(bool))
+                unpacked = [run_id for run_id in ids if run_id not in outcomes]
+                if unpacked:
+                    rows = session.execute(
+                        select(Sample.run_id, Sample.index, Sample.robust)
+                        .where(Sample.run_id.in_(unpacked))
+                        .order_by(Sample.run_id, Sample.index)
+                    )
+                    gathered: dict[int, tuple[list[int], list[bool]]] = {run_id: ([], []) for run_id in unpacked}
+                    for run_id, index, robust in rows:
+                        gathered[run_id][0].append(index)
+                        gathered[run_id][1].append(bool(robust))
+                    for run_id, (indices, values) in gathered.items():
+                        outcomes[run_id] = (np.array(indices, dtype=np.int64), np.array(values, dtype=bool))
         return outcomes
+
+
+def pack_robust(samples: list[Sample]) -> bytes | None:
+    """The samples' robust outcomes as bits (test point ``i`` at bit ``i``), or ``None`` unless
+    the samples are the test points 0..n-1."""
+    ordered = sorted(samples, key=lambda sample: sample.index)
+    if [sample.index for sample in ordered] != list(range(len(ordered))):
+        return None
+    return np.packbits(np.array([bool(s.robust) for s in ordered], dtype=bool), bitorder="little").tobytes()
 
 
 def open_store(url: str) -> Store:

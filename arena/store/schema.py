@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -87,6 +87,10 @@ class RobustnessResult(Base):
     #: "adaptive"), ``bpda``, ``eot_samples``, ``decision_draws``. NULL in results stored before
     #: evaluations were recorded, which were all plain.
     evaluation: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    #: The samples' ``robust`` outcomes packed into bits (``numpy.packbits``, test point ``i`` at
+    #: bit ``i``), for runs whose samples are the test points 0..n-1: what the leaderboard reads,
+    #: in one small value per run instead of ``n`` sample rows. The store fills it in on saving.
+    robust_bits: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
     run: Mapped[Run] = relationship(back_populates="robustness")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
+from .provenance import generative_runs_view
 from .render import Column, View
 
 COLUMNS = [
@@ -63,11 +64,12 @@ def generative_views(rows: Iterable[Mapping[str, Any]]) -> list[View]:
     groups: dict[tuple[str, str, int], list[Mapping[str, Any]]] = {}
     for row in rows:
         groups.setdefault((row["dataset"], row["classifier_sha256"], row["reference_n"]), []).append(row)
-    result = []
+    result, shown = [], []
     for (dataset, classifier, reference_n), members in sorted(groups.items()):
         latest = _latest(members)
         if not latest:
             continue
+        shown += latest
         mixed = len({row["samples"] for row in latest}) > 1
         entries = [_entry({**row, "_mixed_n": mixed}) for row in latest]
         entries.sort(key=lambda e: (e["fid"] is None, e["fid"] if e["fid"] is not None else 0.0, e["generator"]))
@@ -76,4 +78,6 @@ def generative_views(rows: Iterable[Mapping[str, Any]]) -> list[View]:
         group = {"dataset": dataset, "classifier_sha256": classifier, "reference_n": reference_n}
         title = f"Generators — {dataset} · reference classifier {classifier[:12]}"
         result.append(View(title, "generators", group, list(COLUMNS), entries))
+    if shown:
+        result.append(generative_runs_view(shown))
     return result

@@ -87,7 +87,8 @@ document.querySelectorAll("nav button").forEach(b => b.addEventListener("click",
 
 
 def render_html(views: list[View], title: str = "Arena leaderboard", summary: str = "") -> str:
-    """The whole page as one string."""
+    """The whole page as one string (without the export-only views)."""
+    views = [view for view in views if not view.export_only]
     tracks = list(dict.fromkeys(track for view in views for track in view.tracks))
     buttons = "".join(
         f'<button type="button" data-track="{_attr(t)}" aria-pressed="{str(t == "all").lower()}">{_text(t)}</button>'

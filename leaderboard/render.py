@@ -85,6 +85,9 @@ class View:
     tracks: tuple[str, ...] = ()
     notes: list[str] = field(default_factory=list)
     figure: Figure | None = None
+    #: Only for the Markdown, CSV and JSON exports (e.g. the provenance of every run), not for
+    #: the terminal or the HTML page.
+    export_only: bool = False
 
     def __post_init__(self) -> None:
         if not self.tracks:
@@ -141,6 +144,8 @@ def render_rich(views: list[View], width: int = 80) -> list[Group]:
     split into several tables that repeat its leading label columns."""
     rendered = []
     for view in views:
+        if view.export_only:
+            continue
         pages = _column_pages(view, width)
         for number, columns in enumerate(pages):
             title = view.title if number == 0 else f"{view.title} (continued)"

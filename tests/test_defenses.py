@@ -10,6 +10,7 @@ test through the session's model cache.
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -111,7 +112,7 @@ def test_training_progress_is_stored_and_shown(catalogue_run, arena_home):
     assert '"beta": 6.0' in shown.stdout  # the hyperparameters are recorded with the result
 
 
-def test_bit_depth_masks_gradients_and_bpda_sees_through(arena):
+def test_bit_depth_masks_gradients_and_bpda_sees_through(arena, tmp_path):
     result = arena("run", "-a", "fgsm,pgd", "-d", "bit-depth,median-filter", "--n", str(N))
     assert result.exit_code == 0, result.output + result.stderr
     rows = arena.json("results", "--json")
@@ -142,6 +143,17 @@ def test_bit_depth_masks_gradients_and_bpda_sees_through(arena):
     defenses = next(b for b in boards if b["table"] == "defenses")
     entry = next(e for e in defenses["entries"] if e["defense"] == "bit-depth")
     assert entry["worst_case"] <= cells["attack:pgd"] and entry["flags"] == ["bpda"] and not entry["suspect"]
+
+    # The exported commands recompute the BPDA result and the plain one, each under its own key;
+    # the leaderboard's export lists the runs it ranked (the BPDA ones).
+    (runs,) = [b for b in boards if b["table"] == "runs"]
+    assert {e["key"] for e in runs["entries"]} >= {squeezed[(a, "adaptive")]["key"] for a in ("fgsm", "pgd")}
+    assert not {e["key"] for e in runs["entries"]} & {squeezed[(a, "plain")]["key"] for a in ("fgsm", "pgd")}
+    fresh = Arena(f"sqlite:///{tmp_path / 'again.db'}")
+    for row in (squeezed[("fgsm", "adaptive")], squeezed[("fgsm", "plain")]):
+        assert fresh(*shlex.split(row["command"])[1:]).exit_code == 0
+    again = {r["key"]: r["robust_accuracy"] for r in fresh.json("results", "--json")}
+    assert again == {squeezed[("fgsm", m)]["key"]: squeezed[("fgsm", m)]["robust_accuracy"] for m in ("adaptive", "plain")}
 
 
 def test_random_noise_is_detected_and_eot_breaks_it(arena, monkeypatch, tmp_path):

@@ -5,10 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shlex
 
 import pytest
 
 from arena.store import open_store
+
+from .conftest import Arena
 
 
 @pytest.fixture
@@ -71,6 +74,25 @@ def test_leaderboard_ranks_advtrain_above_standard(arena, fgsm_results):
     assert "| # | defense | clean | worst case |" in markdown and "| defense \\ attack | fgsm |" in markdown
     rows = list(csv.DictReader(io.StringIO(arena("leaderboard", "--format", "csv").stdout)))
     assert {r["defense"] for r in rows if r["table"] == "defenses"} == {"advtrain", "standard"}
+    # Every export names the runs behind it, with their provenance; the terminal leaves that out.
+    assert {r["key"] for r in rows if r["table"] == "runs"} == {row["key"] for row in fgsm_results.values()}
+    assert "### Runs and provenance" in markdown and "Runs and provenance" not in text
+
+
+def test_exported_commands_reproduce_their_results(arena, tmp_path, fgsm_results):
+    """The command a leaderboard export gives for a run recomputes it: same key, same outcomes."""
+    exported = arena.json("leaderboard", "--format", "json")
+    (runs,) = [board for board in exported if board["table"] == "runs"]
+    fresh = Arena(f"sqlite:///{tmp_path / 'fresh.db'}")
+    for entry in runs["entries"]:
+        argv = shlex.split(entry["command"])
+        assert argv[:2] == ["arena", "run"] and entry["checkpoint_sha256"] and entry["dataset_hash"]
+        assert fresh(*argv[1:]).exit_code == 0
+    again = {row["key"]: row for row in fresh.json("results", "--json")}
+    for row in fgsm_results.values():
+        assert again[row["key"]]["robust_accuracy"] == row["robust_accuracy"]
+        assert again[row["key"]]["provenance"]["checkpoint_sha256"] == row["provenance"]["checkpoint_sha256"]
+        assert again[row["key"]]["command"] == row["command"]
 
 
 def test_show_prints_one_run(arena, fgsm_results):

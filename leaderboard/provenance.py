@@ -1,0 +1,105 @@
+"""The runs behind a leaderboard, with what it takes to reproduce each: a view for the exports.
+
+Every ranked or flagged result gets a row with its run key, the versions and hashes its
+provenance recorded, and the ``arena run`` command that recomputes it (every hyperparameter
+spelled out, so that changed plugin defaults cannot change the result). The view goes to the
+Markdown, CSV and JSON exports; the terminal and the HTML page leave it out.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from typing import Any, Iterable, Mapping
+
+from .render import Column, View
+
+#: Provenance fields copied into each row (see ``arena.store.REQUIRED_PROVENANCE``).
+PROVENANCE_FIELDS = ("arena_version", "git_revision", "python", "torch", "cuda", "device",
+                     "deterministic_algorithms", "dataset_hash", "checkpoint_sha256")
+
+_COLUMNS = [
+    Column("run", "run_id", "int"),
+    Column("key", "key"),
+    Column("result", "label"),
+    Column("arena", "arena_version"),
+    Column("git", "git_revision"),
+    Column("torch", "torch"),
+    Column("device", "device"),
+    Column("dataset sha256", "dataset_hash"),
+    Column("checkpoint sha256", "checkpoint_sha256"),
+    Column("reproduce with", "command"),
+]
+
+
+def _param_options(plugin: str, params: Mapping[str, Any] | None) -> list[str]:
+    options = []
+    for name, value in sorted((params or {}).items()):
+        options += ["-p", f"{plugin}.{name}={json.dumps(value, separators=(',', ':'))}"]
+    return options
+
+
+def _common_options(row: Mapping[str, Any], provenance: Mapping[str, Any]) -> list[str]:
+    options = ["--dataset", row["dataset"], "--seed", str(row["seed"])]
+    if provenance.get("deterministic_algorithms"):
+        options.append("--deterministic")
+    return options
+
+
+def robustness_command(row: Mapping[str, Any]) -> str:
+    """The ``arena run`` command that recomputes a robustness result (same run key)."""
+    provenance = row.get("provenance") or {}
+    evaluation = row.get("evaluation") or {"mode": "plain"}
+    args = ["arena", "run", "-a", row["attack"], "-d", row["defense"], *_common_options(row, provenance),
+            "--norm", row["norm"], "--eps", repr(float(row["eps"])), "--n", str(row["n"])]
+    if row.get("targeted"):
+        args.append("--targeted")
+    if row.get("query_budget") is not None:
+        args += ["--queries", str(row["query_budget"])]
+    if provenance.get("batch_size") is not None:
+        args += ["--batch-size", str(provenance["batch_size"])]
+    if provenance.get("fast"):
+        args.append("--fast")
+    args += ["--evaluation", evaluation["mode"]]
+    if evaluation["mode"] == "adaptive":
+        args += ["--eot-samples", str(evaluation["eot_samples"]), "--decision-draws", str(evaluation["decision_draws"])]
+    args += _param_options(row["attack"], row.get("attack_params"))
+    args += _param_options(row["defense"], row.get("defense_params"))
+    return shlex.join(args)
+
+
+def generative_command(row: Mapping[str, Any]) -> str:
+    """The ``arena run`` command that recomputes a generative result (same run key)."""
+    provenance = row.get("provenance") or {}
+    args = ["arena", "run", "-g", row["generator"], *_common_options(row, provenance),
+            "--samples", str(row["samples"])]
+    args += _param_options(row["generator"], row.get("generator_params"))
+    return shlex.join(args)
+
+
+def _provenance_row(row: Mapping[str, Any], label: str, command: str) -> dict[str, Any]:
+    provenance = row.get("provenance") or {}
+    record = {"run_id": row["run_id"], "key": row["key"], "label": label, "command": command}
+    record.update({name: provenance.get(name) for name in PROVENANCE_FIELDS})
+    record["plugins"] = provenance.get("plugins")
+    return record
+
+
+def robustness_runs_view(rows: Iterable[Mapping[str, Any]]) -> View:
+    """The robustness runs behind the rankings (and the flagged ones), oldest first."""
+    records = []
+    for row in sorted(rows, key=lambda r: r["run_id"]):
+        target = " targeted" if row.get("targeted") else ""
+        label = f"{row['attack_label']} → {row['defense_label']} ({row['norm']} {row['eps']:g}{target})"
+        records.append(_provenance_row(row, label, robustness_command(row)))
+    notes = ["Each command recomputes its result under the same run key (models come from the cache or are retrained)."]
+    return View("Runs and provenance", "runs", {}, list(_COLUMNS), records, tracks=("robustness", "attacks"),
+                notes=notes, export_only=True)
+
+
+def generative_runs_view(rows: Iterable[Mapping[str, Any]]) -> View:
+    """The generative runs behind the generator tables, oldest first."""
+    records = [_provenance_row(row, row["generator_label"], generative_command(row))
+               for row in sorted(rows, key=lambda r: r["run_id"])]
+    return View("Generator runs and provenance", "generator-runs", {}, list(_COLUMNS), records,
+                tracks=("generative",), export_only=True)

@@ -91,7 +91,10 @@ def test_leaderboard_of_a_real_sweep_in_every_format(sweep_db):
     assert max(len(line) for line in text.splitlines()) <= 80
 
     only = json.loads(leaderboard(sweep_db, "--format", "json", "--eps", "0.2", "--track", "attacks"))
-    assert {(v["table"], v.get("eps")) for v in only} == {("attacks", 0.2), ("ratings", 0.2), ("matrix", 0.2)}
+    tables = {(v["table"], v.get("eps")) for v in only}
+    assert tables == {("attacks", 0.2), ("ratings", 0.2), ("matrix", 0.2), ("runs", None)}
+    (runs,) = [v for v in only if v["table"] == "runs"]  # the runs behind those tables, and no others
+    assert {e["key"] for e in runs["entries"]} == {r["key"] for r in results.values() if r["eps"] == 0.2}
     assert "No results" in leaderboard(sweep_db, "--norm", "l2")
     assert "| defense \\ attack | fgsm | random-sign |" in leaderboard(sweep_db, "--format", "md")
     assert "rating_low" in leaderboard(sweep_db, "--format", "csv").splitlines()[0]
@@ -104,7 +107,8 @@ def test_html_page_in_a_headless_browser(sweep_db, tmp_path):
     printed = leaderboard(sweep_db, "--format", "html", "-o", str(tmp_path / "site"))
     page_path = tmp_path / "site" / "index.html"
     assert printed.strip() == str(page_path)
-    expected_views = len(json.loads(leaderboard(sweep_db, "--format", "json")))
+    # Every view but the provenance one, which only the exports carry.
+    expected_views = len([v for v in json.loads(leaderboard(sweep_db, "--format", "json")) if v["table"] != "runs"])
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)

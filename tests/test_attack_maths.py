@@ -120,9 +120,10 @@ def test_square_schedule_and_bump():
 
 @pytest.mark.parametrize("norm, eps, budget", [("linf", 0.15, 200), ("l2", 1.0, 100)])
 def test_square_is_at_least_as_strong_as_torchattacks_within_the_budget(digits, norm, eps, budget):
-    # torchattacks draws one square and one sign pattern for the whole batch per iteration and
-    # keeps proposals that change nothing; the paper draws them per image and redraws a no-op
-    # square, so at small budgets ours is stronger (by 5-10 points here), never weaker.
+    # torchattacks, like the authors' own code, never places a square on the last row or column
+    # (randint(0, h - s)); the paper draws every position, and so does ours, which is therefore
+    # stronger on 8x8 images (by 5-16 points here), never weaker. With that range widened by one,
+    # the authors' code agrees with ours within 2 points (benchmarks/square_reference.py).
     model, x, y = digits
     x, y = x[:100], y[:100]
     oracle = ScoreOracle(model, len(x), budget)

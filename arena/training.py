@@ -168,8 +168,10 @@ def fit_classifier(
     (updated after every step).
 
     Returns one record per epoch: mean training loss, test accuracy, the seconds spent in the
-    optimisation steps (not in evaluating), plus whatever ``epoch_metrics(model)`` adds (robust
-    accuracy, say); the progress bar shows the accuracies as they come.
+    optimisation steps (not in evaluating) and the forward and backward passes of the model they
+    made (per image, inner attacks of adversarial training included: a cost that, unlike the
+    seconds, does not depend on the machine's load), plus whatever ``epoch_metrics(model)`` adds
+    (robust accuracy, say); the progress bar shows the accuracies as they come.
     """
     if lr_schedule not in LR_SCHEDULES:
         raise InvalidInputError(f"unknown learning-rate schedule {lr_schedule!r}: use one of {', '.join(LR_SCHEDULES)}")
@@ -182,9 +184,19 @@ def fit_classifier(
     # Step k trains at the schedule's value halfway through it, so no step runs at a rate of 0.
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: factor((step + 0.5) / total_steps))
     history: list[dict[str, Any]] = []
+    passes = {"forward": 0, "backward": 0}
+
+    def count(_module: nn.Module, inputs: tuple, output: Any) -> None:
+        batch = inputs[0].shape[0]
+        passes["forward"] += batch
+        if isinstance(output, torch.Tensor) and output.requires_grad:
+            output.register_hook(lambda grad: passes.__setitem__("backward", passes["backward"] + batch))
+
     with reporter.task(description, total=epochs) as advance:
         for epoch in range(epochs):
             model.train()
+            passes.update(forward=0, backward=0)
+            counting = model.register_forward_hook(count)
             started = time.perf_counter()
             order = torch.randperm(len(x), generator=shuffle).to(x.device)
             total_loss, seen = 0.0, 0
@@ -198,12 +210,15 @@ def fit_classifier(
                 total_loss += float(value.detach()) * len(index)
                 seen += len(index)
             seconds = time.perf_counter() - started
+            counting.remove()
             model.eval()
             record: dict[str, Any] = {
                 "epoch": epoch + 1,
                 "loss": total_loss / seen,
                 "test_accuracy": accuracy(model, splits.x_test, splits.y_test),
                 "seconds": seconds,
+                "forward_passes": passes["forward"],
+                "backward_passes": passes["backward"],
             }
             if epoch_metrics is not None:
                 record.update(epoch_metrics(model))

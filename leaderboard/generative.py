@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-from .provenance import generative_runs_view
+from .provenance import generative_runs_views
 from .render import Column, View
 
 COLUMNS = [
@@ -78,6 +78,5 @@ def generative_views(rows: Iterable[Mapping[str, Any]]) -> list[View]:
         group = {"dataset": dataset, "classifier_sha256": classifier, "reference_n": reference_n}
         title = f"Generators — {dataset} · reference classifier {classifier[:12]}"
         result.append(View(title, "generators", group, list(COLUMNS), entries))
-    if shown:
-        result.append(generative_runs_view(shown))
+    result += generative_runs_views(shown)
     return result

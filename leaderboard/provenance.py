@@ -85,21 +85,34 @@ def _provenance_row(row: Mapping[str, Any], label: str, command: str) -> dict[st
     return record
 
 
-def robustness_runs_view(rows: Iterable[Mapping[str, Any]]) -> View:
-    """The robustness runs behind the rankings (and the flagged ones), oldest first."""
-    records = []
+def _by_dataset(rows: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    datasets: dict[str, list[Mapping[str, Any]]] = {}
     for row in sorted(rows, key=lambda r: r["run_id"]):
+        datasets.setdefault(row["dataset"], []).append(row)
+    return dict(sorted(datasets.items()))
+
+
+def robustness_runs_views(rows: Iterable[Mapping[str, Any]]) -> list[View]:
+    """Per dataset, the robustness runs behind the rankings (and the flagged ones), oldest first."""
+    return [_robustness_runs_view(dataset, runs) for dataset, runs in _by_dataset(rows).items()]
+
+
+def _robustness_runs_view(dataset: str, rows: list[Mapping[str, Any]]) -> View:
+    records = []
+    for row in rows:
         target = " targeted" if row.get("targeted") else ""
         label = f"{row['attack_label']} → {row['defense_label']} ({row['norm']} {row['eps']:g}{target})"
         records.append(_provenance_row(row, label, robustness_command(row)))
     notes = ["Each command recomputes its result under the same run key (models come from the cache or are retrained)."]
-    return View("Runs and provenance", "runs", {}, list(_COLUMNS), records, tracks=("robustness", "attacks"),
-                notes=notes, export_only=True)
+    return View(f"Runs and provenance — {dataset}", "runs", {"dataset": dataset}, list(_COLUMNS), records,
+                tracks=("robustness", "attacks"), notes=notes, export_only=True)
 
 
-def generative_runs_view(rows: Iterable[Mapping[str, Any]]) -> View:
-    """The generative runs behind the generator tables, oldest first."""
-    records = [_provenance_row(row, row["generator_label"], generative_command(row))
-               for row in sorted(rows, key=lambda r: r["run_id"])]
-    return View("Generator runs and provenance", "generator-runs", {}, list(_COLUMNS), records,
-                tracks=("generative",), export_only=True)
+def generative_runs_views(rows: Iterable[Mapping[str, Any]]) -> list[View]:
+    """Per dataset, the generative runs behind the generator tables, oldest first."""
+    return [
+        View(f"Generator runs and provenance — {dataset}", "generator-runs", {"dataset": dataset}, list(_COLUMNS),
+             [_provenance_row(row, row["generator_label"], generative_command(row)) for row in runs],
+             tracks=("generative",), export_only=True)
+        for dataset, runs in _by_dataset(rows).items()
+    ]

@@ -12,7 +12,7 @@ import numpy as np
 
 from arena.integrity import is_suspect
 
-from .provenance import robustness_runs_view
+from .provenance import robustness_runs_views
 from .ratings import ArenaRatings, arena_ratings
 from .render import Column, Figure, View
 from .robustness import RobustnessBoard, Row, ThreatGroup, flag_codes, latest_runs, robustness_boards
@@ -47,8 +47,7 @@ def robustness_views(
     views += curve_views(boards)
     if flagged and not include_flagged:
         views.append(flagged_view(flagged))
-    if latest:
-        views.append(robustness_runs_view(latest))
+    views += robustness_runs_views(latest)
     return views
 
 

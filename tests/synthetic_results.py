@@ -18,7 +18,14 @@ def result_row(run_id: int, attack: str, defense: str, eps: float, clean: np.nda
     correct = int(clean.sum())
     row = {
         "run_id": run_id,
+        "key": hashlib.sha256(f"run {run_id}".encode()).hexdigest(),
         "status": "ok",
+        "seed": 0,
+        "attack": attack,
+        "defense": defense,
+        "attack_params": {},
+        "defense_params": {},
+        "provenance": {},
         "dataset": dataset,
         "norm": norm,
         "eps": eps,

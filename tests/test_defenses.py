@@ -88,13 +88,15 @@ def test_adversarial_training_regularises_better_than_dropout(catalogue):
 
 def test_fast_at_is_cheaper_than_pgd_at_and_nearly_as_robust(catalogue, arena_home):
     fast, pgd = catalogue[("fast-at", "pgd")], catalogue[("pgd-at", "pgd")]
-    seconds = {}
+    backward = {}
     for name, row in (("fast-at", fast), ("pgd-at", pgd)):
         history = _training_record(arena_home, row)["history"]
         assert [epoch["epoch"] for epoch in history] == list(range(1, 7))
-        seconds[name] = sum(epoch["seconds"] for epoch in history)
-    # Per batch: one input gradient and an update, against five input gradients and an update.
-    assert seconds["fast-at"] < 0.5 * seconds["pgd-at"]
+        backward[name] = sum(epoch["backward_passes"] for epoch in history)
+    # Per training image and epoch: one input gradient and the update, against five input
+    # gradients and the update. (Wall times, which the record holds too, are in the README.)
+    images = 6 * 1437  # epochs x digits' training split
+    assert backward == {"fast-at": 2 * images, "pgd-at": 6 * images}
     assert fast["robust_accuracy"] >= pgd["robust_accuracy"] - 0.10
 
 

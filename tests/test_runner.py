@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -95,6 +96,12 @@ def _row(run_id, attack, defense, robust, clean=1.0, n=4):
             "n": n, "mean_linf": 0.2, "mean_l2": 1.0, "queries": None, "flags": []}
 
 
+def _arrays(outcomes):
+    """``{run_id: {index: robust}}`` as the store returns it: ``{run_id: (indices, robust)}``."""
+    return {run_id: (np.array(list(o), dtype=np.int64), np.array(list(o.values()), dtype=bool))
+            for run_id, o in outcomes.items()}
+
+
 def test_worst_case_is_decided_per_sample():
     # Two attacks each leave half the samples robust, but different halves: nothing survives both.
     rows = [_row(1, "a", "d", 0.5), _row(2, "b", "d", 0.5), _row(3, "a", "e", 0.75), _row(4, "b", "e", 0.75)]
@@ -104,7 +111,7 @@ def test_worst_case_is_decided_per_sample():
         3: {0: True, 1: True, 2: True, 3: False},
         4: {0: True, 1: True, 2: False, 3: True},
     }
-    (board,) = robustness_boards(rows, outcomes)
+    (board,) = robustness_boards(rows, _arrays(outcomes))
     by_name = {d.defense: d for d in board.defenses}
     assert by_name["d"].worst_case == 0.0 and by_name["e"].worst_case == 0.5
     assert [d.defense for d in board.defenses] == ["e", "d"]
@@ -114,6 +121,6 @@ def test_worst_case_is_decided_per_sample():
 def test_threat_models_are_never_mixed():
     rows = [_row(1, "a", "d", 0.5), {**_row(2, "a", "d", 0.1), "eps": 0.3}]
     outcomes = {1: {0: True, 1: True, 2: False, 3: False}, 2: {0: False, 1: False, 2: False, 3: True}}
-    boards = robustness_boards(rows, outcomes)
+    boards = robustness_boards(rows, _arrays(outcomes))
     assert [b.group.eps for b in boards] == [0.2, 0.3]
     assert [b.defenses[0].worst_case for b in boards] == [0.5, 0.25]

@@ -96,3 +96,38 @@ def robust_accuracy_monitor(ctx: arena.BuildContext, eps: float, batch_size: int
         return {"robust_accuracy": correct / len(y_test)}
 
     return metric
+
+
+class AdversarialTraining(arena.Defense):
+    """The recipe ``pgd-at``, ``fast-at`` and ``trades`` share, so that they compare: the
+    default classifier trained with Adam on a learning-rate schedule (Wong et al.'s cyclic one
+    by default), on the loss a subclass defines in :meth:`training_loss`, with the robust
+    accuracy monitored after each epoch at ``eps`` (None: the dataset's default eps).
+
+    A subclass still declares every hyperparameter in its own ``__init__`` (the host records
+    them from its signature) and hands the shared ones to :meth:`_recipe`.
+    """
+
+    def _recipe(self, eps: float | None, architecture: str, epochs: int, lr: float, lr_schedule: str,
+                batch_size: int) -> None:
+        self.eps = eps
+        self.architecture = architecture
+        self.epochs = epochs
+        self.lr = lr  # the peak of the cyclic schedule
+        self.lr_schedule = lr_schedule
+        self.batch_size = batch_size
+
+    def resolve(self, dataset):
+        if self.eps is None:
+            self.eps = dataset.default_threat.eps
+
+    def build(self, dataset, ctx):
+        return ctx.default_classifier(self.architecture)
+
+    def training_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def train(self, model, ctx):
+        return ctx.fit(model, epochs=self.epochs, lr=self.lr, lr_schedule=self.lr_schedule,
+                       batch_size=self.batch_size, loss=self.training_loss,
+                       epoch_metrics=robust_accuracy_monitor(ctx, self.eps))

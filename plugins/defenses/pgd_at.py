@@ -6,12 +6,11 @@ from __future__ import annotations
 import torch.nn.functional as F
 
 import arena
-from arena import Defense
 
-from .adversary import cross_entropy_objective, pgd, robust_accuracy_monitor, uniform_start
+from .adversary import AdversarialTraining, cross_entropy_objective, pgd, uniform_start
 
 
-class PGDAT(Defense):
+class PGDAT(AdversarialTraining):
     """PGD adversarial training: min_theta E[max_{||delta||_inf <= eps} J(theta, x + delta, y)].
 
     The inner maximum is approximated by PGD from a uniform random start in the eps-ball, and the
@@ -38,34 +37,20 @@ class PGDAT(Defense):
     ):
         if steps < 1:
             raise ValueError(f"steps must be at least 1, got {steps}")
-        self.eps = eps  # None: the dataset's default eps
+        self._recipe(eps, architecture, epochs, lr, lr_schedule, batch_size)
         self.steps = steps
         self.step_size = step_size  # None: 2.5 * eps / steps
         self.random_start = random_start
-        self.architecture = architecture
-        self.epochs = epochs
-        self.lr = lr  # the peak of the cyclic schedule
-        self.lr_schedule = lr_schedule
-        self.batch_size = batch_size
 
     def resolve(self, dataset):
-        if self.eps is None:
-            self.eps = dataset.default_threat.eps
+        super().resolve(dataset)
         if self.step_size is None:
             self.step_size = 2.5 * self.eps / self.steps
 
-    def build(self, dataset, ctx):
-        return ctx.default_classifier(self.architecture)
-
-    def adversarial_loss(self, model, x, y):
+    def training_loss(self, model, x, y):
         start = uniform_start(x, self.eps) if self.random_start else None
         x_adv = pgd(model, x, cross_entropy_objective(y), self.eps, self.step_size, self.steps, start)
         return F.cross_entropy(model(x_adv), y)
-
-    def train(self, model, ctx):
-        return ctx.fit(model, epochs=self.epochs, lr=self.lr, lr_schedule=self.lr_schedule,
-                       batch_size=self.batch_size, loss=self.adversarial_loss,
-                       epoch_metrics=robust_accuracy_monitor(ctx, self.eps))
 
 
 @arena.hookimpl

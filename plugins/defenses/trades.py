@@ -7,9 +7,8 @@ import torch
 import torch.nn.functional as F
 
 import arena
-from arena import Defense
 
-from .adversary import eval_mode, pgd, robust_accuracy_monitor
+from .adversary import AdversarialTraining, eval_mode, pgd
 
 
 def kl_to_clean(clean_probabilities: torch.Tensor):
@@ -25,7 +24,7 @@ def trades_objective(
     return F.cross_entropy(logits, y) + beta * robust
 
 
-class Trades(Defense):
+class Trades(AdversarialTraining):
     """TRADES: CE(f(x), y) + beta * KL(f(x) || f(x')), x' = argmax_{||x' - x||_inf <= eps} KL(f(x) || f(x')).
 
     The inner maximum is found by PGD on the KL term from x + 0.001 * N(0, I), with the model in
@@ -55,37 +54,23 @@ class Trades(Defense):
             raise ValueError(f"beta must be at least 0, got {beta}")
         if steps < 1:
             raise ValueError(f"steps must be at least 1, got {steps}")
+        self._recipe(eps, architecture, epochs, lr, lr_schedule, batch_size)
         self.beta = beta
-        self.eps = eps  # None: the dataset's default eps
         self.steps = steps
         self.step_size = step_size  # None: 2.5 * eps / steps
-        self.architecture = architecture
-        self.epochs = epochs
-        self.lr = lr  # the peak of the cyclic schedule
-        self.lr_schedule = lr_schedule
-        self.batch_size = batch_size
 
     def resolve(self, dataset):
-        if self.eps is None:
-            self.eps = dataset.default_threat.eps
+        super().resolve(dataset)
         if self.step_size is None:
             self.step_size = 2.5 * self.eps / self.steps
 
-    def build(self, dataset, ctx):
-        return ctx.default_classifier(self.architecture)
-
-    def trades_loss(self, model, x, y):
+    def training_loss(self, model, x, y):
         with eval_mode(model):
             with torch.no_grad():
                 clean_probabilities = F.softmax(model(x), dim=1)
             start = x + 0.001 * torch.randn_like(x)
             x_adv = pgd(model, x, kl_to_clean(clean_probabilities), self.eps, self.step_size, self.steps, start)
         return trades_objective(model(x), model(x_adv), y, self.beta)
-
-    def train(self, model, ctx):
-        return ctx.fit(model, epochs=self.epochs, lr=self.lr, lr_schedule=self.lr_schedule,
-                       batch_size=self.batch_size, loss=self.trades_loss,
-                       epoch_metrics=robust_accuracy_monitor(ctx, self.eps))
 
 
 @arena.hookimpl

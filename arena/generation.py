@@ -148,21 +148,7 @@ class GenerativeTrack:
     def identity(self, info: PluginInfo, overrides: dict[str, Any], data: LoadedDataset,
                  seed: int) -> tuple[Generator, dict[str, Any], str]:
         """The generator instance, its resolved hyperparameters and its model key."""
-        generator: Generator = info.create(overrides)  # type: ignore[assignment]
-        generator.resolve(data.plugin)
-        params = generator.hyperparameters()
-        identity = {
-            "kind": "generator",
-            "name": info.name,
-            "package": info.source.package,
-            "version": info.source.version,
-            "params": params,
-            "dataset": data.info.name,
-            "dataset_hash": data.content_hash,
-            "seed": seed,
-            "arena": _arena_version(),
-        }
-        return generator, params, stable_hash(identity)
+        return self.runner.model_identity(info, overrides, data, seed)
 
     def trained(self, info: PluginInfo, overrides: dict[str, Any], data: LoadedDataset, seed: int) -> TrainedGenerator:
         """The trained generator, from the model cache when a verified checkpoint exists."""

@@ -219,15 +219,16 @@ class Runner:
 
         return BuildContext(data.plugin, data.splits, self.device, seed, self.reporter, trained_defense, label)
 
-    def defense_identity(
+    def model_identity(
         self, info: PluginInfo, overrides: dict[str, Any], data: LoadedDataset, seed: int
-    ) -> tuple[Defense, dict[str, Any], str]:
-        """The defense instance, its resolved hyperparameters and its model key."""
-        defense: Defense = info.create(overrides)  # type: ignore[assignment]
-        defense.resolve(data.plugin)
-        params = defense.hyperparameters()
+    ) -> tuple[Any, dict[str, Any], str]:
+        """A defense's or generator's instance, its resolved hyperparameters and the key of the
+        model it trains: a hash of everything that determines that model."""
+        plugin = info.create(overrides)
+        plugin.resolve(data.plugin)
+        params = plugin.hyperparameters()
         identity = {
-            "kind": "defense",
+            "kind": info.kind,
             "name": info.name,
             "package": info.source.package,
             "version": info.source.version,
@@ -237,7 +238,13 @@ class Runner:
             "seed": seed,
             "arena": _arena_version(),
         }
-        return defense, params, stable_hash(identity)
+        return plugin, params, stable_hash(identity)
+
+    def defense_identity(
+        self, info: PluginInfo, overrides: dict[str, Any], data: LoadedDataset, seed: int
+    ) -> tuple[Defense, dict[str, Any], str]:
+        """The defense instance, its resolved hyperparameters and its model key."""
+        return self.model_identity(info, overrides, data, seed)
 
     def defense_model(self, info: PluginInfo, overrides: dict[str, Any], data: LoadedDataset, seed: int) -> BuiltModel:
         """The trained model of a defense, from the cache when a verified checkpoint exists."""

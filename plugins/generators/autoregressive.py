@@ -70,6 +70,26 @@ class PixelModel(nn.Module):
         return -F.cross_entropy(logits, target[:, 0], reduction="none").flatten(1).sum(1)
 
 
+class MaskedConvolutionModel(PixelModel):
+    """The layout PixelCNN and PixelRNN share (van den Oord et al. 2016): a 7x7 mask-A
+    convolution, a causal ``body`` that keeps ``channels``, two 1x1 ReLU layers and a softmax over
+    the pixel levels for every pixel."""
+
+    def __init__(self, levels: int, shape: tuple[int, int, int], channels: int, head: int, body: list[nn.Module]):
+        super().__init__(levels, shape)
+        self.network = nn.Sequential(
+            MaskedConv2d("A", shape[0], channels, 7, padding=3),
+            *body,
+            nn.ReLU(),
+            nn.Conv2d(channels, head, 1),
+            nn.ReLU(),
+            nn.Conv2d(head, levels, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network(x)
+
+
 class AutoregressiveGenerator(Generator):
     """Training, exact likelihood, sampling and completion for a :class:`PixelModel`."""
 

@@ -7,7 +7,7 @@ from torch import nn
 
 import arena
 
-from .autoregressive import AutoregressiveGenerator, MaskedConv2d, PixelModel, require_single_channel
+from .autoregressive import AutoregressiveGenerator, MaskedConv2d, MaskedConvolutionModel, require_single_channel
 
 
 class ResidualBlock(nn.Module):
@@ -30,23 +30,12 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
-class PixelCNNModel(PixelModel):
+class PixelCNNModel(MaskedConvolutionModel):
     """A 7x7 mask-A convolution, residual blocks of 3x3 mask-B convolutions, two 1x1 ReLU layers
     and a softmax over the pixel levels for every pixel."""
 
     def __init__(self, levels: int, shape: tuple[int, int, int], channels: int, blocks: int, head: int):
-        super().__init__(levels, shape)
-        self.network = nn.Sequential(
-            MaskedConv2d("A", shape[0], channels, 7, padding=3),
-            *(ResidualBlock(channels) for _ in range(blocks)),
-            nn.ReLU(),
-            nn.Conv2d(channels, head, 1),
-            nn.ReLU(),
-            nn.Conv2d(head, levels, 1),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.network(x)
+        super().__init__(levels, shape, channels, head, [ResidualBlock(channels) for _ in range(blocks)])
 
 
 class PixelCNN(AutoregressiveGenerator):

@@ -7,7 +7,7 @@ from torch import nn
 
 import arena
 
-from .autoregressive import AutoregressiveGenerator, MaskedConv2d, PixelModel, require_single_channel
+from .autoregressive import AutoregressiveGenerator, MaskedConv2d, MaskedConvolutionModel, require_single_channel
 
 
 class RowLSTM(nn.Module):
@@ -53,23 +53,12 @@ class ResidualRowLSTM(nn.Module):
         return x + self.up(self.lstm(x))
 
 
-class PixelRNNModel(PixelModel):
+class PixelRNNModel(MaskedConvolutionModel):
     """A 7x7 mask-A convolution, residual Row LSTM layers, two 1x1 ReLU layers and a softmax over
     the pixel levels."""
 
     def __init__(self, levels: int, shape: tuple[int, int, int], channels: int, layers: int, head: int):
-        super().__init__(levels, shape)
-        self.network = nn.Sequential(
-            MaskedConv2d("A", shape[0], channels, 7, padding=3),
-            *(ResidualRowLSTM(channels) for _ in range(layers)),
-            nn.ReLU(),
-            nn.Conv2d(channels, head, 1),
-            nn.ReLU(),
-            nn.Conv2d(head, levels, 1),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.network(x)
+        super().__init__(levels, shape, channels, head, [ResidualRowLSTM(channels) for _ in range(layers)])
 
 
 class PixelRNN(AutoregressiveGenerator):

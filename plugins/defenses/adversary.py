@@ -99,10 +99,12 @@ def robust_accuracy_monitor(ctx: arena.BuildContext, eps: float, batch_size: int
 
 
 class AdversarialTraining(arena.Defense):
-    """The recipe ``pgd-at``, ``fast-at`` and ``trades`` share, so that they compare: the
-    default classifier trained with Adam on a learning-rate schedule (Wong et al.'s cyclic one
-    by default), on the loss a subclass defines in :meth:`training_loss`, with the robust
-    accuracy monitored after each epoch at ``eps`` (None: the dataset's default eps).
+    """What the adversarial-training defenses share: the default classifier (or another
+    ``architecture``) trained with Adam on a learning-rate schedule, on the loss a subclass
+    defines in :meth:`training_loss`, with the robust accuracy monitored after each epoch at
+    ``eps`` (None: the dataset's default eps). ``pgd-at``, ``fast-at`` and ``trades`` share Wong
+    et al.'s cyclic schedule so that they compare; ``advtrain`` and ``ensemble`` train at a
+    constant rate, which is then not a hyperparameter of theirs.
 
     A subclass still declares every hyperparameter in its own ``__init__`` (the host records
     them from its signature) and hands the shared ones to :meth:`_recipe`.

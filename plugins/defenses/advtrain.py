@@ -6,9 +6,8 @@ import torch
 import torch.nn.functional as F
 
 import arena
-from arena import Defense
 
-from .adversary import robust_accuracy_monitor
+from .adversary import AdversarialTraining
 
 
 def fgsm_objective(model, x, y, alpha: float, eps: float) -> torch.Tensor:
@@ -24,7 +23,7 @@ def fgsm_objective(model, x, y, alpha: float, eps: float) -> torch.Tensor:
     return alpha * clean_loss + (1.0 - alpha) * F.cross_entropy(model(x_adv), y)
 
 
-class AdvTrain(Defense):
+class AdvTrain(AdversarialTraining):
     """FGSM adversarial training: alpha * J(x) + (1 - alpha) * J(x + eps * sign(grad_x J))."""
 
     name = "advtrain"
@@ -40,24 +39,11 @@ class AdvTrain(Defense):
     ):
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        self._recipe(eps, architecture, epochs, lr, "constant", batch_size)
         self.alpha = alpha
-        self.eps = eps  # None: the dataset's default eps (resolved before anything is recorded)
-        self.architecture = architecture
-        self.epochs = epochs
-        self.lr = lr
-        self.batch_size = batch_size
 
-    def resolve(self, dataset):
-        if self.eps is None:
-            self.eps = dataset.default_threat.eps
-
-    def build(self, dataset, ctx):
-        return ctx.default_classifier(self.architecture)
-
-    def train(self, model, ctx):
-        loss = lambda model, x, y: fgsm_objective(model, x, y, self.alpha, self.eps)  # noqa: E731
-        return ctx.fit(model, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, loss=loss,
-                       epoch_metrics=robust_accuracy_monitor(ctx, self.eps))
+    def training_loss(self, model, x, y):
+        return fgsm_objective(model, x, y, self.alpha, self.eps)
 
 
 @arena.hookimpl

@@ -7,9 +7,8 @@ import torch
 import torch.nn.functional as F
 
 import arena
-from arena import Defense
 
-from .adversary import robust_accuracy_monitor
+from .adversary import AdversarialTraining
 
 
 def fgsm(model, x, y, eps: float) -> torch.Tensor:
@@ -20,7 +19,7 @@ def fgsm(model, x, y, eps: float) -> torch.Tensor:
     return (x + eps * grad.sign()).clamp(0.0, 1.0).detach()
 
 
-class Ensemble(Defense):
+class Ensemble(AdversarialTraining):
     """Ensemble adversarial training: one model trained on clean examples and on FGSM examples
     transferred from static pre-trained models, not an ensemble of models.
 
@@ -45,31 +44,19 @@ class Ensemble(Defense):
     ):
         if not static_architectures:
             raise ValueError("static_architectures needs at least one architecture")
-        self.eps = eps  # None: the dataset's default eps
+        self._recipe(eps, architecture, epochs, lr, "constant", batch_size)
         self.static_architectures = tuple(static_architectures)
-        self.architecture = architecture
-        self.epochs = epochs
-        self.lr = lr
-        self.batch_size = batch_size
-
-    def resolve(self, dataset):
-        if self.eps is None:
-            self.eps = dataset.default_threat.eps
-
-    def build(self, dataset, ctx):
-        return ctx.default_classifier(self.architecture)
+        self._sources: list = []
 
     def train(self, model, ctx):
         static = [ctx.trained_defense("standard", architecture=a) for a in self.static_architectures]
-        sources = [model, *static]
+        self._sources = [model, *static]
+        return super().train(model, ctx)
 
-        def loss(model, x, y):
-            source = sources[int(torch.randint(len(sources), (1,)))]
-            x_adv = fgsm(source, x, y, self.eps)
-            return 0.5 * F.cross_entropy(model(x), y) + 0.5 * F.cross_entropy(model(x_adv), y)
-
-        return ctx.fit(model, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, loss=loss,
-                       epoch_metrics=robust_accuracy_monitor(ctx, self.eps))
+    def training_loss(self, model, x, y):
+        source = self._sources[int(torch.randint(len(self._sources), (1,)))]
+        x_adv = fgsm(source, x, y, self.eps)
+        return 0.5 * F.cross_entropy(model(x), y) + 0.5 * F.cross_entropy(model(x_adv), y)
 
 
 @arena.hookimpl

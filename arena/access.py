@@ -106,12 +106,6 @@ class WhiteBox:
         forward and one backward, or ``eot_samples`` of each, whose logits and gradients are
         averaged): iterative attacks read from the logits which samples are already fooled."""
         loss = loss or _summed_cross_entropy
-        if self.eot_samples == 1:  # the common case, without the averaging's extra tensors
-            with torch.enable_grad():
-                inputs = x.detach().requires_grad_(True)
-                logits = self.model(inputs)
-                (grad,) = torch.autograd.grad(loss(logits, labels), inputs)
-            return logits.detach(), grad.detach()
         logits_sum, grad_sum = None, torch.zeros_like(x)
         with torch.enable_grad():
             for _ in range(self.eot_samples):

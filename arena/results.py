@@ -37,13 +37,8 @@ def _defaults(registry: Registry | None, kind: str, name: str) -> dict[str, Any]
         return None
 
 
-def robustness_row(run: Run, registry: Registry | None = None, defaults: Any = None) -> dict[str, Any]:
-    """One flat record of a robustness run (``defaults(kind, name)`` looks up a plugin's
-    hyperparameter defaults; by default in ``registry``)."""
-    result = run.robustness
-    if result is None:
-        raise ValueError(f"run {run.id} has no robustness result")
-    defaults = defaults or functools.partial(_defaults, registry)
+def _run_head(run: Run) -> dict[str, Any]:
+    """The fields every flat record starts with: which run, on what data."""
     return {
         "run_id": run.id,
         "key": run.key,
@@ -52,6 +47,30 @@ def robustness_row(run: Run, registry: Registry | None = None, defaults: Any = N
         "created_at": run.created_at.isoformat() if run.created_at else None,
         "dataset": run.dataset,
         "dataset_hash": run.dataset_hash,
+    }
+
+
+def _run_tail(run: Run) -> dict[str, Any]:
+    """The fields every flat record ends with: flags, timing, errors, files, provenance."""
+    return {
+        "flags": run.flags or [],
+        "duration_s": run.duration_s,
+        "device": run.device,
+        "error": (run.error or "").splitlines()[0] if run.error else None,
+        "artifacts": run.artifacts or {},
+        "provenance": run.provenance,
+    }
+
+
+def robustness_row(run: Run, registry: Registry | None = None, defaults: Any = None) -> dict[str, Any]:
+    """One flat record of a robustness run (``defaults(kind, name)`` looks up a plugin's
+    hyperparameter defaults; by default in ``registry``)."""
+    result = run.robustness
+    if result is None:
+        raise ValueError(f"run {run.id} has no robustness result")
+    defaults = defaults or functools.partial(_defaults, registry)
+    return {
+        **_run_head(run),
         "attack": result.attack,
         "attack_label": plugin_label(result.attack, result.attack_params, defaults("attack", result.attack)),
         "attack_access": result.attack_access,
@@ -84,12 +103,7 @@ def robustness_row(run: Run, registry: Registry | None = None, defaults: Any = N
         "evaluation": Evaluation.from_dict(result.evaluation).as_dict(),
         "forward_passes": result.forward_passes,
         "backward_passes": result.backward_passes,
-        "flags": run.flags or [],
-        "duration_s": run.duration_s,
-        "device": run.device,
-        "error": (run.error or "").splitlines()[0] if run.error else None,
-        "artifacts": run.artifacts or {},
-        "provenance": run.provenance,
+        **_run_tail(run),
     }
 
 
@@ -160,13 +174,7 @@ def generative_row(run: Run, registry: Registry | None = None) -> dict[str, Any]
     if result is None:
         raise ValueError(f"run {run.id} has no generative result")
     return {
-        "run_id": run.id,
-        "key": run.key,
-        "track": run.track,
-        "status": run.status,
-        "created_at": run.created_at.isoformat() if run.created_at else None,
-        "dataset": run.dataset,
-        "dataset_hash": run.dataset_hash,
+        **_run_head(run),
         "generator": result.generator,
         "generator_label": plugin_label(
             result.generator, result.generator_params, _defaults(registry, "generator", result.generator)
@@ -196,12 +204,7 @@ def generative_row(run: Run, registry: Registry | None = None) -> dict[str, Any]
         "train_seconds": result.train_seconds,
         "sample_seconds": result.sample_seconds,
         "seed": run.seed,
-        "flags": run.flags or [],
-        "duration_s": run.duration_s,
-        "device": run.device,
-        "error": (run.error or "").splitlines()[0] if run.error else None,
-        "artifacts": run.artifacts or {},
-        "provenance": run.provenance,
+        **_run_tail(run),
     }
 
 

@@ -21,12 +21,7 @@ from arena_plugins.defenses.median_filter import MedianSmoothing
 from arena_plugins.defenses.random_noise import GaussianNoise
 from arena_plugins.defenses.trades import trades_objective
 
-
-def linear_model(weights: torch.Tensor) -> nn.Module:
-    model = nn.Sequential(nn.Flatten(), nn.Linear(weights.shape[1], weights.shape[0], bias=False))
-    with torch.no_grad():
-        model[1].weight.copy_(weights)
-    return model.eval().requires_grad_(False)
+from .test_fgsm_maths import linear_model
 
 
 @pytest.fixture

@@ -142,6 +142,11 @@ class _Oracle:
         return left if index is None else left[index.cpu()]
 
     def _logits(self, x: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
+        self._count(x, index)
+        return self._predict(x.detach())
+
+    def _count(self, x: torch.Tensor, index: torch.Tensor | None) -> None:
+        """Check a query against the batch and the budget, then count it."""
         if x.requires_grad:
             raise AccessError(f"a {self.access} oracle returns no gradients: query it with detached inputs")
         if index is None:
@@ -162,7 +167,6 @@ class _Oracle:
                 "`oracle.remaining()` before querying"
             )
         self.queries += counts
-        return self._predict(x.detach())
 
     def __getattr__(self, item: str):
         if item in {"model", "parameters", "state_dict", "gradient", "weights", "logits"}:

@@ -7,11 +7,8 @@ against the budget, re-classifying it, and writing the result in one transaction
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
-import signal
-import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -24,13 +21,14 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from .access import Access, LabelOracle, PassCounter, ScoreOracle, TransferAccess, WhiteBox
+from .access import Access, LabelOracle, PassCounter, ScoreOracle
 from .attack import Attack
 from .cache import ModelCache, atomic_write
 from .dataset import Dataset, Splits
 from .defense import Defense
 from .errors import ArenaError, InvalidInputError, PluginError, RefusedResult
 from .fast import FastModel, tf32_matmul
+from .isolation import AttackWorker, WorkerError
 from .evaluation import (
     DEFAULT_DECISION_DRAWS,
     DEFAULT_EOT_SAMPLES,
@@ -50,7 +48,6 @@ from .provenance import environment, stable_hash
 from .store import RobustnessResult, Run, Sample, Store
 from .threat import ThreatModel, check_adversarial, perturbation_norms
 from .training import BuildContext, fit_classifier
-from .transforms import straight_through
 
 #: How the host trains the surrogate models of zero-query (transfer) attacks.
 SURROGATE_RECIPE = {"epochs": 20, "lr": 1e-3, "batch_size": 64}
@@ -106,34 +103,6 @@ class Settings:
     evaluation: str = "both"
     eot_samples: int = DEFAULT_EOT_SAMPLES
     decision_draws: int = DEFAULT_DECISION_DRAWS
-
-
-class PairingTimeout(ArenaError):
-    """An attack ran past the pairing's time limit."""
-
-
-@contextlib.contextmanager
-def time_limit(seconds: float | None, what: str):
-    """Raise :class:`PairingTimeout` in the main thread after ``seconds`` (SIGALRM).
-
-    The alarm interrupts Python code and sleeps; a single native operation that never returns
-    cannot be interrupted this way.
-    """
-    usable = seconds and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
-    if not usable:
-        yield
-        return
-
-    def expire(_signum, _frame):
-        raise PairingTimeout(f"{what} did not finish within {seconds:g} s (--timeout)")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def make_deterministic(seed: int) -> None:
@@ -547,23 +516,33 @@ class Runner:
         description = f"{attack_name} → {defense_name} ({threat}" + (
             f", {evaluation.describe()})" if evaluation.adaptive else ")"
         )
-        bpda = straight_through(model) if evaluation.bpda else contextlib.nullcontext()
         # The fast path changes the attack's view of the models only; the host judges in float32.
-        target_view = FastModel(model, self.device) if settings.fast else model
-        if settings.fast:
-            transfer_models = {name: FastModel(m, self.device) for name, m in transfer_models.items()}
+        oracle_view = FastModel(model, self.device) if settings.fast and queries is not None else model
+        white_box = attack.access == Access.WHITE_BOX
         started = time.perf_counter()
-        with self.reporter.task(description, total=max(len(batches), 1)) as advance, time_limit(
-            settings.timeout, f"attack {attack_name} against {defense_name}"
-        ), bpda, tf32_matmul(self.device, enabled=settings.fast):
+        with self.reporter.task(description, total=max(len(batches), 1)) as advance, AttackWorker(
+            attack,
+            model if white_box else None,
+            transfer_models,
+            self.device,
+            settings.seed,
+            eot_samples=evaluation.eot_samples,
+            bpda=evaluation.bpda,
+            fast=settings.fast,
+            timeout=settings.timeout,
+            description=f"attack {attack_name} against {defense_name}",
+        ) as worker, tf32_matmul(self.device, enabled=settings.fast):
             for index in batches:
                 x, y = x_all[index], y_all[index]
-                access = self._access(attack, target_view, len(index), settings.query_budget, counter,
-                                      transfer_models, evaluation.eot_samples)
-                x_adv = attack.perturb(access, x, y, threat, None if targets is None else targets[index])
+                oracle = self._oracle(attack, oracle_view, len(index), settings.query_budget)
+                x_adv, forward, backward = worker.perturb(
+                    x, y, threat, None if targets is None else targets[index], oracle
+                )
+                counter.forward += forward
+                counter.backward += backward
                 x_adv_all[index] = check_adversarial(x, x_adv, threat)
                 if queries is not None:
-                    queries[index.cpu()] = access.queries
+                    queries[index.cpu()] = oracle.queries
                 advance()
         attack_seconds = time.perf_counter() - started
         adv_pred = judge(model, x_adv_all, y_all, targets, evaluation.decision_draws, settings.batch_size)
@@ -620,24 +599,16 @@ class Runner:
         atomic_write(path, lambda temporary: save_file(examples, temporary))
         return path
 
-    def _access(
-        self,
-        attack: Attack,
-        model: nn.Module,
-        batch: int,
-        budget: int,
-        counter: PassCounter,
-        surrogates: dict[str, nn.Module],
-        eot_samples: int = 1,
-    ) -> Any:
+    @staticmethod
+    def _oracle(attack: Attack, model: nn.Module, batch: int, budget: int) -> ScoreOracle | LabelOracle | None:
+        """The host's own oracle for one batch of a query attack (it answers the worker's queries
+        and counts them); None for other attacks."""
         access = Access(attack.access)
-        if access == Access.WHITE_BOX:
-            return WhiteBox(model, counter, eot_samples)
         if access == Access.SCORE_QUERY:
             return ScoreOracle(model, batch, budget)
         if access == Access.LABEL_QUERY:
             return LabelOracle(model, batch, budget)
-        return TransferAccess({name: WhiteBox(m, counter) for name, m in surrogates.items()})
+        return None
 
 
 def robustness_metrics(
@@ -713,6 +684,9 @@ def _record_failure(run: Run, exc: BaseException, failing: PluginInfo) -> None:
         run.status, run.error = "refused", f"{failing.name}: {exc}"
     elif isinstance(exc, ArenaError):
         run.status, run.error = "error", f"{failing.kind} {failing.name}: {exc}"
+    elif isinstance(exc, WorkerError):  # an attack raised in its worker process
+        run.status = "error"
+        run.error = f"{failing.kind} {failing.name} ({failing.source}) raised {exc.type_name}: {exc}\n{exc.traceback_text}"
     else:  # a plugin that raises marks only its own pairing as failed
         run.status = "error"
         run.error = (

@@ -1,0 +1,362 @@
+"""Attacks run in a worker process that holds only what their access level grants.
+
+The host never hands an attack one of its own objects. For each evaluation of a pairing it
+starts one worker process with multiprocessing's ``forkserver`` start method (a clean server
+process, which never saw a model, a dataset or the store, forks each worker) and sends it:
+
+- the attack instance, serialised with cloudpickle (so that plugins registered in-process, not
+  only installed ones, can be sent);
+- for a white-box attack, a *copy* of the defense model; for a zero-query attack, copies of its
+  surrogates; for a score- or label-query attack nothing of the model at all: its oracle forwards
+  each query to the host, which answers with its own model and counts queries itself;
+- per batch, copies of ``x``, ``y``, the threat model and the targets.
+
+Every message between the two is a JSON header followed by raw array bytes (:func:`send`,
+:func:`receive`). The host never unpickles what a worker sends: what comes back is a plain
+tensor built from the bytes the attack produced, which the host then checks against its own
+``x`` and threat model. Whatever an attack does to what it was given (moving ``x`` in place,
+zeroing weights, ``model.train()``, raising ``threat.eps``, returning a tensor subclass) stays in
+its worker. A worker that runs past ``--timeout`` or dies is killed and its pairing recorded as
+failed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import os
+import random
+import time
+import traceback
+from contextlib import ExitStack
+from multiprocessing.connection import Connection
+from typing import Any, Sequence
+
+import cloudpickle
+import numpy
+import torch
+from torch import nn
+
+from . import errors
+from .access import Access, LabelOracle, PassCounter, ScoreOracle, TransferAccess, WhiteBox, _Oracle
+from .errors import AccessError, ArenaError, PluginError
+from .fast import FastModel, tf32_matmul
+from .threat import ThreatModel
+from .transforms import straight_through
+
+#: Array types a message may carry (numpy names); anything else is a protocol error.
+DTYPES = frozenset({"float32", "float64", "float16", "int64", "int32", "uint8", "bool"})
+#: Seconds a worker gets to exit after ``close`` before it is killed.
+CLOSE_GRACE = 5.0
+
+
+class ProtocolError(PluginError):
+    """A worker sent a message the host cannot read."""
+
+
+class PairingTimeout(ArenaError):
+    """An attack ran past the pairing's time limit."""
+
+
+class WorkerError(Exception):
+    """A plugin raised in its worker process: its type name, message and traceback, as text."""
+
+    def __init__(self, type_name: str, message: str, traceback_text: str) -> None:
+        super().__init__(message)
+        self.type_name = type_name
+        self.traceback_text = traceback_text
+
+
+Message = tuple[str, dict[str, Any], list[torch.Tensor]]
+
+
+def send(conn: Connection, op: str, meta: dict[str, Any] | None = None, tensors: Sequence[torch.Tensor] = ()) -> None:
+    """One message: a 4-byte header length, a JSON header, then each tensor's raw bytes."""
+    arrays = [torch.Tensor.numpy(t.detach().cpu().contiguous()) for t in tensors]
+    header = json.dumps({"op": op, "meta": meta or {}, "arrays": [[a.dtype.name, list(a.shape)] for a in arrays]})
+    encoded = header.encode()
+    conn.send_bytes(b"".join([len(encoded).to_bytes(4, "little"), encoded, *(a.tobytes() for a in arrays)]))
+
+
+def decode(data: bytes) -> Message:
+    """Read a message without trusting it: only the listed dtypes, exact byte counts, no pickle."""
+    try:
+        size = int.from_bytes(data[:4], "little")
+        header = json.loads(data[4 : 4 + size])
+        op, meta, specs = header["op"], header["meta"], header["arrays"]
+        if not isinstance(op, str) or not isinstance(meta, dict) or not isinstance(specs, list):
+            raise ValueError("malformed header")
+        offset, tensors = 4 + size, []
+        for dtype_name, shape in specs:
+            if dtype_name not in DTYPES or not all(type(d) is int and d >= 0 for d in shape):
+                raise ValueError(f"array of dtype {dtype_name!r} and shape {shape!r}")
+            dtype = numpy.dtype(dtype_name)
+            count = math.prod(shape)
+            if offset + count * dtype.itemsize > len(data):
+                raise ValueError("arrays longer than the message")
+            array = numpy.frombuffer(data, dtype, count, offset).reshape(shape).copy()
+            tensors.append(torch.from_numpy(array))
+            offset += count * dtype.itemsize
+        if offset != len(data):
+            raise ValueError("trailing bytes")
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"unreadable message from an attack worker ({exc})") from None
+    return op, meta, tensors
+
+
+def _start_method() -> str:
+    methods = multiprocessing.get_all_start_methods()
+    return "forkserver" if "forkserver" in methods else "spawn"
+
+
+_context: Any = None
+
+
+def context() -> Any:
+    """The multiprocessing context of attack workers; the fork server preloads torch and Arena."""
+    global _context
+    if _context is None:
+        _context = multiprocessing.get_context(_start_method())
+        if _start_method() == "forkserver":
+            _context.set_forkserver_preload(["arena.isolation"])
+    return _context
+
+
+class AttackWorker:
+    """The host's side of one attack's worker process (a context manager)."""
+
+    def __init__(
+        self,
+        attack: Any,
+        model: nn.Module | None,
+        surrogates: dict[str, nn.Module],
+        device: torch.device,
+        seed: int,
+        eot_samples: int = 1,
+        bpda: bool = False,
+        fast: bool = False,
+        timeout: float | None = None,
+        description: str = "attack",
+    ) -> None:
+        self.access = Access(attack.access)
+        self.device = device
+        self.timeout = timeout
+        self.description = description
+        self.deadline = time.monotonic() + timeout if timeout else None
+        self.violation: AccessError | None = None
+        white_box = self.access == Access.WHITE_BOX
+        try:
+            blob = cloudpickle.dumps((attack, model if white_box else None, surrogates))
+        except Exception as exc:
+            raise PluginError(f"{description}: the attack cannot be sent to its worker process ({exc})") from exc
+        options = {
+            "device": str(device),
+            "seed": seed,
+            "threads": torch.get_num_threads(),
+            "deterministic": torch.are_deterministic_algorithms_enabled(),
+            "eot_samples": eot_samples,
+            "bpda": bpda and white_box,
+            "fast": fast,
+        }
+        ctx = context()
+        self._conn, child = ctx.Pipe()
+        self._process = ctx.Process(target=serve, args=(child, blob, options), daemon=True)
+        self._process.start()
+        child.close()
+
+    def __enter__(self) -> "AttackWorker":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def perturb(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        threat: ThreatModel,
+        target: torch.Tensor | None,
+        oracle: _Oracle | None,
+    ) -> tuple[torch.Tensor, int, int]:
+        """Send one batch; answer the attack's queries with ``oracle``; return its ``x_adv`` (a
+        plain tensor on the host's device) and the forward and backward passes it reported."""
+        tensors = [x, y] + ([target] if target is not None else [])
+        meta = {"threat": {"norm": threat.norm, "eps": threat.eps, "targeted": threat.targeted},
+                "budget": oracle.budget if oracle is not None else None}
+        self._send("perturb", meta, tensors)
+        while True:
+            op, meta, tensors = self._receive()
+            if op == "query" and oracle is not None and len(tensors) in (1, 2):
+                self._answer(oracle, tensors)
+            elif op == "result" and len(tensors) == 1:
+                if self.violation is not None:
+                    raise self.violation
+                passes = [meta.get(k, 0) for k in ("forward", "backward")]
+                forward, backward = (int(p) if type(p) is int else 0 for p in passes)
+                return tensors[0].to(self.device), forward, backward
+            elif op == "error":
+                raise _worker_error(meta)
+            else:
+                raise ProtocolError(f"{self.description}: unexpected message {op!r} from the attack worker")
+
+    def _answer(self, oracle: _Oracle, tensors: list[torch.Tensor]) -> None:
+        x = tensors[0].to(self.device)
+        index = tensors[1] if len(tensors) == 2 else None
+        try:
+            answer = oracle(x, index)
+        except AccessError as exc:
+            self.violation = self.violation or exc
+            self._send("denied", {"type": type(exc).__name__, "message": str(exc)})
+        else:
+            self._send("answer", {}, [answer])
+
+    def _send(self, op: str, meta: dict[str, Any], tensors: Sequence[torch.Tensor] = ()) -> None:
+        try:
+            send(self._conn, op, meta, tensors)
+        except (BrokenPipeError, ConnectionError, OSError):
+            raise self._died() from None
+
+    def _receive(self) -> Message:
+        remaining = None if self.deadline is None else self.deadline - time.monotonic()
+        if remaining is not None and (remaining <= 0 or not self._conn.poll(remaining)):
+            self._kill()
+            raise PairingTimeout(f"{self.description} did not finish within {self.timeout:g} s (--timeout)")
+        try:
+            data = self._conn.recv_bytes()
+        except (EOFError, ConnectionError, OSError):
+            raise self._died() from None
+        return decode(data)
+
+    def _died(self) -> PluginError:
+        self._process.join(timeout=CLOSE_GRACE)
+        code = self._process.exitcode
+        return PluginError(f"{self.description}: the attack's worker process exited (code {code}) before answering")
+
+    def _kill(self) -> None:
+        if self._process.is_alive():
+            self._process.kill()
+        self._process.join(timeout=CLOSE_GRACE)
+
+    def close(self) -> None:
+        """Ask the worker to exit; kill it if it does not."""
+        if self._process.is_alive():
+            try:
+                send(self._conn, "close")
+            except (BrokenPipeError, ConnectionError, OSError):
+                pass
+            self._process.join(timeout=CLOSE_GRACE)
+        self._kill()
+        self._conn.close()
+
+
+def _worker_error(meta: dict[str, Any]) -> Exception:
+    """The exception a worker reported, rebuilt from text: Arena's own error types by name (so
+    that an access violation reads as one), anything else as :class:`WorkerError`."""
+    type_name, message = str(meta.get("type", "Exception")), str(meta.get("message", ""))
+    cls = getattr(errors, type_name, None)
+    if isinstance(cls, type) and issubclass(cls, ArenaError):
+        return cls(message)
+    return WorkerError(type_name, message, str(meta.get("traceback", "")))
+
+
+# -- the worker process ---------------------------------------------------------------------
+
+
+class _Channel:
+    """The worker's end of the pipe, used by remote oracles to ask the host."""
+
+    def __init__(self, conn: Connection, device: torch.device) -> None:
+        self.conn = conn
+        self.device = device
+
+    def query(self, x: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
+        send(self.conn, "query", {}, [x] + ([index] if index is not None else []))
+        op, meta, tensors = decode(self.conn.recv_bytes())
+        if op == "denied":
+            raise _worker_error(meta)
+        return tensors[0].to(self.device)
+
+
+class _RemoteOracle:
+    """An oracle whose answers come from the host: the worker holds no model to reach."""
+
+    def __init__(self, channel: _Channel, batch_size: int, budget: int) -> None:
+        _Oracle.__init__(self, None, batch_size, budget)  # type: ignore[arg-type]
+        self._channel = channel
+
+    def __call__(self, x: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        self._count(x, index)  # type: ignore[attr-defined]
+        return self._channel.query(x.detach(), index)
+
+
+class RemoteScoreOracle(_RemoteOracle, ScoreOracle):
+    """:class:`~arena.ScoreOracle` as a worker sees it."""
+
+
+class RemoteLabelOracle(_RemoteOracle, LabelOracle):
+    """:class:`~arena.LabelOracle` as a worker sees it."""
+
+
+def _numpy_dtype(dtype: torch.dtype) -> str | None:
+    try:
+        return torch.empty(0, dtype=dtype).numpy().dtype.name
+    except TypeError:  # bfloat16 and other types numpy lacks
+        return None
+
+
+def _describe(exc: BaseException) -> dict[str, Any]:
+    return {"type": type(exc).__name__, "message": str(exc),
+            "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))}
+
+
+def serve(conn: Connection, blob: bytes, options: dict[str, Any]) -> None:
+    """The worker process: load what the host sent, then attack one batch per ``perturb``
+    message until ``close``. Its random stream starts from the run's seed."""
+    try:
+        torch.set_num_threads(options["threads"])
+        if options["deterministic"]:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True)
+        random.seed(options["seed"])
+        numpy.random.seed(options["seed"])
+        torch.manual_seed(options["seed"])
+        attack, model, surrogates = cloudpickle.loads(blob)
+        device = torch.device(options["device"])
+        fast = options["fast"]
+        view = (FastModel(model, device) if fast else model) if model is not None else None
+        surrogate_views = {name: FastModel(m, device) if fast else m for name, m in surrogates.items()}
+        access = Access(attack.access)
+        channel = _Channel(conn, device)
+        with ExitStack() as stack:
+            if options["bpda"] and model is not None:
+                stack.enter_context(straight_through(model))
+            stack.enter_context(tf32_matmul(device, enabled=fast))
+            while True:
+                op, meta, tensors = decode(conn.recv_bytes())
+                if op != "perturb":
+                    return
+                x, y, *rest = (t.to(device) for t in tensors)
+                threat = ThreatModel(**meta["threat"])
+                counter = PassCounter()
+                if access == Access.WHITE_BOX:
+                    given: Any = WhiteBox(view, counter, options["eot_samples"])
+                elif access == Access.SCORE_QUERY:
+                    given = RemoteScoreOracle(channel, len(x), meta["budget"])
+                elif access == Access.LABEL_QUERY:
+                    given = RemoteLabelOracle(channel, len(x), meta["budget"])
+                else:
+                    given = TransferAccess({name: WhiteBox(m, counter) for name, m in surrogate_views.items()})
+                x_adv = attack.perturb(given, x, y, threat, rest[0] if rest else None)
+                if not isinstance(x_adv, torch.Tensor):
+                    raise errors.RefusedResult(f"the attack returned {type(x_adv).__name__}, not a tensor")
+                if _numpy_dtype(x_adv.dtype) not in DTYPES:
+                    raise errors.RefusedResult(f"the attack returned dtype {x_adv.dtype}, expected {x.dtype}")
+                send(conn, "result", {"forward": counter.forward, "backward": counter.backward}, [x_adv])
+    except (EOFError, BrokenPipeError):
+        return
+    except BaseException as exc:  # reported to the host, which records the pairing as failed
+        try:
+            send(conn, "error", _describe(exc))
+        except (BrokenPipeError, OSError):
+            pass

@@ -33,3 +33,11 @@ class RefusedResult(ArenaError):
 
 class StoreError(ArenaError):
     """The results database cannot be opened, read or written."""
+
+
+class ModelChanged(ArenaError):
+    """A defense model differs from its verified checkpoint when the host is about to judge with it."""
+
+
+class LateRandomness(ArenaError):
+    """A model the probe found deterministic gave different outputs for identical passes while judged."""

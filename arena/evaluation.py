@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from .access import Access
-from .errors import InvalidInputError
+from .errors import InvalidInputError, LateRandomness
 from .integrity import Flag, ModelProbe
 
 #: What ``--evaluation`` accepts: which of a pairing's evaluations to run.
@@ -144,19 +144,30 @@ def judge(
     target: torch.Tensor | None,
     draws: int,
     batch_size: int,
+    recheck: bool = False,
 ) -> torch.Tensor:
     """The model's answer for each sample as the host scores it.
 
     With one draw this is the arg-max. With several, the answer is the target class if any draw
     predicted it (targeted mode), else the first wrong class any draw predicted, else the label:
     the model is right only if it is right every time.
+
+    With ``recheck`` (a model believed deterministic, judged with one draw) every batch is passed
+    twice and :class:`~arena.errors.LateRandomness` is raised if the outputs differ: randomness
+    that appears only after the probe is caught on the very batches that are judged.
     """
     answers = []
     with torch.no_grad():
         for start in range(0, len(x), batch_size):
             stop = start + batch_size
             labels = y[start:stop]
-            predictions = torch.stack([model(x[start:stop]).argmax(1) for _ in range(draws)])
+            if recheck and draws == 1:
+                first, second = model(x[start:stop]), model(x[start:stop])
+                if not torch.equal(first, second):
+                    raise LateRandomness("identical forward passes differed while the host judged")
+                predictions = first.argmax(1)[None]
+            else:
+                predictions = torch.stack([model(x[start:stop]).argmax(1) for _ in range(draws)])
             wrong = predictions != labels
             first_wrong = predictions.gather(0, wrong.int().argmax(0, keepdim=True)).squeeze(0)
             answer = torch.where(wrong.any(0), first_wrong, labels)

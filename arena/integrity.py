@@ -24,6 +24,7 @@ The costlier checks of ``arena check`` (an unbounded re-run, a re-run with doubl
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Mapping
@@ -74,11 +75,19 @@ class ModelProbe:
     nondifferentiable: tuple[str, ...] = ()
     #: The zero-gradient fraction with gradients taken straight through those transforms.
     bpda_zero_gradient_fraction: float | None = None
+    #: Outputs that changed between identical passes only after this probe, while the host judged.
+    randomized_late: bool = False
 
     def flags(self, white_box: bool, bpda: bool = False) -> list[Flag]:
         """Flags for a result obtained with this model (``bpda``: the attack saw BPDA gradients)."""
         flags = []
-        if self.randomized:
+        if self.randomized_late:
+            flags.append(Flag(
+                "randomized-late",
+                "the defense's outputs passed the host's determinism probe, then differed between identical "
+                "forward passes while the host judged: evaluated as a randomized model (EOT, decision over draws)",
+            ))
+        elif self.randomized:
             flags.append(Flag("randomized", "the defense's outputs differ between identical forward passes", "info"))
         if self.outputs_probabilities:
             flags.append(Flag(
@@ -115,6 +124,29 @@ def probe_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> ModelProb
             bpda_zero_fraction = _zero_gradient_fraction(model, x, y)
     return ModelProbe(randomized, outputs_probabilities, _zero_gradient_fraction(model, x, y),
                       nondifferentiable, bpda_zero_fraction)
+
+
+def fingerprint(model: nn.Module) -> str:
+    """SHA-256 of every parameter and buffer of ``model`` (names, dtypes, shapes and bytes)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict(keep_vars=False).items()):
+        value = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{value.dtype}:{tuple(value.shape)};".encode())
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def frozen_state_problems(model: nn.Module, expected_fingerprint: str) -> list[str]:
+    """What differs between ``model`` and the frozen, verified model it was: training mode,
+    weights that require gradients, weights or buffers that changed."""
+    problems = []
+    if any(module.training for module in model.modules()):
+        problems.append("a module is in training mode")
+    if any(parameter.requires_grad for parameter in model.parameters()):
+        problems.append("weights require gradients")
+    if fingerprint(model) != expected_fingerprint:
+        problems.append("its weights or buffers differ from the verified checkpoint")
+    return problems
 
 
 def _zero_gradient_fraction(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:

@@ -42,6 +42,7 @@ from . import errors
 from .access import Access, LabelOracle, PassCounter, ScoreOracle, TransferAccess, WhiteBox, _Oracle
 from .errors import AccessError, ArenaError, PluginError
 from .fast import FastModel, tf32_matmul
+from .integrity import fingerprint, frozen_state_problems
 from .threat import ThreatModel
 from .transforms import straight_through
 
@@ -200,6 +201,19 @@ class AttackWorker:
             else:
                 raise ProtocolError(f"{self.description}: unexpected message {op!r} from the attack worker")
 
+    def finish(self) -> list[str]:
+        """Ask the worker whether the attack left the models it was given as it got them: the
+        list of what changed (empty if nothing). Only an honest mistake can be caught this way,
+        since the check runs in the attack's process; the host judges with its own model anyway."""
+        self._send("finish", {})
+        op, meta, _ = self._receive()
+        if op == "error":
+            raise _worker_error(meta)
+        changed = meta.get("changed") if op == "finished" else None
+        if not isinstance(changed, list):
+            raise ProtocolError(f"{self.description}: unexpected message {op!r} from the attack worker")
+        return [str(problem) for problem in changed]
+
     def _answer(self, oracle: _Oracle, tensors: list[torch.Tensor]) -> None:
         x = tensors[0].to(self.device)
         index = tensors[1] if len(tensors) == 2 else None
@@ -322,6 +336,8 @@ def serve(conn: Connection, blob: bytes, options: dict[str, Any]) -> None:
         numpy.random.seed(options["seed"])
         torch.manual_seed(options["seed"])
         attack, model, surrogates = cloudpickle.loads(blob)
+        given_models = {name: m for name, m in [("target", model), *surrogates.items()] if m is not None}
+        prints = {name: fingerprint(m) for name, m in given_models.items()}
         device = torch.device(options["device"])
         fast = options["fast"]
         view = (FastModel(model, device) if fast else model) if model is not None else None
@@ -334,6 +350,11 @@ def serve(conn: Connection, blob: bytes, options: dict[str, Any]) -> None:
             stack.enter_context(tf32_matmul(device, enabled=fast))
             while True:
                 op, meta, tensors = decode(conn.recv_bytes())
+                if op == "finish":
+                    changed = [f"{name}: {problem}" for name, m in given_models.items()
+                               for problem in frozen_state_problems(m, prints[name])]
+                    send(conn, "finished", {"changed": changed})
+                    continue
                 if op != "perturb":
                     return
                 x, y, *rest = (t.to(device) for t in tensors)

@@ -7,11 +7,12 @@ against the budget, re-classifying it, and writing the result in one transaction
 
 from __future__ import annotations
 
+import copy
 import os
 import random
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from .attack import Attack
 from .cache import ModelCache, atomic_write
 from .dataset import Dataset, Splits
 from .defense import Defense
-from .errors import ArenaError, InvalidInputError, PluginError, RefusedResult
+from .errors import ArenaError, InvalidInputError, LateRandomness, ModelChanged, PluginError, RefusedResult
 from .fast import FastModel, tf32_matmul
 from .isolation import AttackWorker, WorkerError
 from .evaluation import (
@@ -40,7 +41,15 @@ from .evaluation import (
     judge,
     plan,
 )
-from .integrity import CROSS_RUN_CODES, ModelProbe, cross_run_flags, probe_model, run_flags
+from .integrity import (
+    CROSS_RUN_CODES,
+    ModelProbe,
+    cross_run_flags,
+    fingerprint,
+    frozen_state_problems,
+    probe_model,
+    run_flags,
+)
 from .models import build_classifier
 from .plugins import PluginInfo, Registry
 from .progress import Reporter, quiet
@@ -132,6 +141,8 @@ class BuiltModel:
     info: PluginInfo
     cached: bool
     probe: ModelProbe | None = None
+    #: :func:`arena.integrity.fingerprint` of the frozen model, checked before and after each pairing.
+    fingerprint: str = ""
 
 
 @dataclass
@@ -184,7 +195,9 @@ class Runner:
             # not depend on whether that model was in the cache.
             devices = [self.device.index or 0] if self.device.type == "cuda" else []
             with torch.random.fork_rng(devices=devices):
-                return self.defense_model(self.registry.get("defense", name), params, data, seed).model
+                inner = self.defense_model(self.registry.get("defense", name), params, data, seed).model
+            # A copy: whatever the wrapping defense does to it never reaches the inner defense's model.
+            return copy.deepcopy(inner)
 
         return BuildContext(data.plugin, data.splits, self.device, seed, self.reporter, trained_defense, label)
 
@@ -241,9 +254,32 @@ class Runner:
                 self._failures[key] = exc
                 raise
             model = _freeze(built.model)
+            verified = fingerprint(model)
             probe = probe_model(model, data.splits.x_test, data.splits.y_test)
-            self._models[key] = BuiltModel(model, key, built.sha256, params, info, built.cached, probe)
+            self._models[key] = BuiltModel(model, key, built.sha256, params, info, built.cached, probe, verified)
         return self._models[key]
+
+    def verified_defense_model(
+        self, info: PluginInfo, overrides: dict[str, Any], data: LoadedDataset, seed: int
+    ) -> BuiltModel:
+        """:meth:`defense_model`, checked against its verified state (eval mode, frozen weights,
+        fingerprint); a model that changed since is dropped and loaded again from the cache."""
+        built = self.defense_model(info, overrides, data, seed)
+        problems = frozen_state_problems(built.model, built.fingerprint)
+        if problems:
+            self.reporter.log(f"defense {info.name}: {'; '.join(problems)}; reloading its verified checkpoint")
+            del self._models[built.key]
+            built = self.defense_model(info, overrides, data, seed)
+        return built
+
+    def check_unchanged(self, built: BuiltModel, when: str) -> None:
+        """Raise :class:`ModelChanged` (and forget the model, so the next pairing reloads it) if
+        ``built`` is no longer the verified model."""
+        problems = frozen_state_problems(built.model, built.fingerprint)
+        if problems:
+            self._models.pop(built.key, None)
+            raise ModelChanged(f"the defense model changed {when}: {'; '.join(problems)}; this pairing is not "
+                               "judged, the next one starts from the verified checkpoint")
 
     def surrogates(self, architectures: tuple[str, ...], data: LoadedDataset, seed: int) -> dict[str, nn.Module]:
         """Surrogate classifiers for zero-query attacks, trained by the host on the training split."""
@@ -378,7 +414,7 @@ class Runner:
                                  threat, n, settings, evaluation)
 
         try:
-            built = self.defense_model(defense_info, params.get(defense_info.name, {}), data, settings.seed)
+            built = self.verified_defense_model(defense_info, params.get(defense_info.name, {}), data, settings.seed)
         except Exception as exc:
             run = new_run(PLAIN)
             if not self.force and (existing := self.store.find_run(run.key)) is not None:
@@ -399,8 +435,13 @@ class Runner:
             run.provenance["checkpoint_sha256"] = built.sha256
             try:
                 samples, metrics, examples = self._evaluate(
-                    data, built.model, attack, threat, n, settings, attack_info.name, defense_info.name, evaluation
+                    data, built, attack, threat, n, settings, attack_info.name, defense_info.name, evaluation
                 )
+            except LateRandomness:
+                # Found random on the judged batches: evaluate it as the randomized model it is.
+                built.probe = replace(built.probe or ModelProbe(False, False, 0.0), randomized=True,
+                                      randomized_late=True)
+                return self._pairing(data, defense_info, attack_info, threat, n, settings, params)
             except Exception as exc:
                 _record_failure(run, exc, attack_info)
             else:
@@ -487,7 +528,7 @@ class Runner:
     def _evaluate(
         self,
         data: LoadedDataset,
-        model: nn.Module,
+        built: BuiltModel,
         attack: Attack,
         threat: ThreatModel,
         n: int,
@@ -496,6 +537,12 @@ class Runner:
         defense_name: str,
         evaluation: Evaluation = PLAIN,
     ) -> tuple[list[Sample], dict[str, Any], dict[str, torch.Tensor]]:
+        """Attack the clean-correct points of the test split in batches, each in the attack's
+        worker process, and judge every ``x_adv`` with the host's own model. A model the probe
+        found deterministic is re-checked on every judged batch (:func:`arena.evaluation.judge`);
+        the model must be unchanged at the end, in the host and in the attack's worker."""
+        model = built.model
+        recheck = not (built.probe and built.probe.randomized)
         transfer_models = (  # first: training them re-seeds torch
             self.surrogates(attack.surrogate_architectures(), data, settings.seed)
             if attack.access == Access.ZERO_QUERY
@@ -505,7 +552,7 @@ class Runner:
         # model's draws are reproducible too.
         torch.manual_seed(settings.seed)
         x_all, y_all = data.splits.x_test[:n], data.splits.y_test[:n]
-        clean_pred = judge(model, x_all, y_all, None, evaluation.decision_draws, settings.batch_size)
+        clean_pred = judge(model, x_all, y_all, None, evaluation.decision_draws, settings.batch_size, recheck)
         correct = clean_pred == y_all
         targets = choose_targets(y_all, data.plugin.classes, settings.seed).to(self.device) if threat.targeted else None
         x_adv_all = x_all.clone()
@@ -544,8 +591,13 @@ class Runner:
                 if queries is not None:
                     queries[index.cpu()] = oracle.queries
                 advance()
+            changed = worker.finish()
         attack_seconds = time.perf_counter() - started
-        adv_pred = judge(model, x_adv_all, y_all, targets, evaluation.decision_draws, settings.batch_size)
+        adv_pred = judge(model, x_adv_all, y_all, targets, evaluation.decision_draws, settings.batch_size, recheck)
+        self.check_unchanged(built, "while it was attacked and judged")
+        if changed:
+            raise ModelChanged(f"the attack changed its copy of the model ({'; '.join(changed)}); an attack must "
+                               "leave the model as given")
         goal = (adv_pred == targets) if targets is not None else (adv_pred != y_all)
         success = correct & goal
         robust = correct & (adv_pred == y_all)  # never above clean accuracy, by construction

@@ -130,7 +130,7 @@ def test_hyperparameters_are_checked_and_coerced():
         info.create({"epoch": 3})
     with pytest.raises(arena.ArenaError, match="epochs=2.5 is not a whole number"):
         info.create({"epochs": 2.5})
-    with pytest.raises(arena.ArenaError, match="alpha must be in"):
+    with pytest.raises(arena.ArenaError, match=r"alpha=2 is above the maximum 1 \(accepted: \[0, 1\]\)"):
         info.create({"alpha": 2})
 
 

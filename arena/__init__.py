@@ -19,9 +19,10 @@ from importlib import metadata
 
 from .access import Access, LabelOracle, ScoreOracle, TransferAccess, WhiteBox
 from .attack import Attack
+from .bounds import Bound, Choice, Range
 from .dataset import Dataset, Splits
 from .defense import Defense
-from .errors import AccessError, ArenaError, PluginError, QueryBudgetExceeded
+from .errors import AccessError, ArenaError, InvalidInputError, PluginError, QueryBudgetExceeded
 from .generator import Generator
 from .hookspecs import hookimpl
 from .threat import ThreatModel, project
@@ -38,14 +39,18 @@ __all__ = [
     "AccessError",
     "ArenaError",
     "Attack",
+    "Bound",
     "BuildContext",
+    "Choice",
     "Dataset",
     "Defense",
     "Generator",
     "InputTransform",
+    "InvalidInputError",
     "LabelOracle",
     "PluginError",
     "QueryBudgetExceeded",
+    "Range",
     "ScoreOracle",
     "Splits",
     "ThreatModel",

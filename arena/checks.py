@@ -76,8 +76,7 @@ def check_run(runner: "Runner", run: "Run", samples: int = CHECK_SAMPLES) -> dic
     found["evaluation"] = evaluation.as_dict()
 
     def robust_accuracy(params: dict[str, Any], check_threat: ThreatModel) -> float:
-        attack = attack_info.create(params)
-        attack.resolve(data.plugin)
+        attack = runner.attack(attack_info, params, data)
         outcome, metrics, _ = runner._evaluate(data, built, attack, check_threat, m,
                                                replace(settings, n=m), result.attack, result.defense, evaluation)
         return metrics["robust_accuracy"]

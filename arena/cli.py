@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
 import sys
 import traceback
@@ -117,6 +118,39 @@ def _parse_params(values: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     return params
 
 
+_FLAGS = {"attack": "-a", "defense": "-d", "generator": "-g"}
+
+
+def _check_params(registry: Registry, params: dict[str, dict[str, Any]], run: dict[str, list[str]]) -> None:
+    """Refuse, before any work, a ``-p`` that names no plugin of this run, or a value its plugin's
+    bounds refuse (the values the dataset decides are checked once it is loaded)."""
+    in_run = {}
+    for kind, names in run.items():
+        for info in registry.resolve(kind, names):
+            in_run.setdefault(info.name, info)
+    for name, values in params.items():
+        if name not in in_run:
+            raise InvalidInputError(_not_in_run(registry, name, next(iter(values)), sorted(in_run)))
+    for name, values in params.items():
+        in_run[name].create(values)
+
+
+def _not_in_run(registry: Registry, name: str, key: str, in_run: list[str]) -> str:
+    """Why ``-p name.key=...`` names no plugin of this run, and what the user may have meant."""
+    where = f"-p {name}.{key}"
+    listing = f"this run's plugins: {', '.join(in_run)}"
+    for kind, flag in _FLAGS.items():
+        if name in registry.plugins[kind]:
+            return f"{where}: {kind} {name!r} is not part of this run ({listing}): add {flag} {name}, or drop the -p"
+    if name in registry.plugins["dataset"]:
+        return f"{where}: {name!r} is a dataset; -p sets hyperparameters of this run's plugins ({listing})"
+    installed = sorted({n for kind in _FLAGS for n in registry.plugins[kind]})
+    close = difflib.get_close_matches(name, in_run, n=1, cutoff=0.5) or \
+        difflib.get_close_matches(name, installed, n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{where}: no attack, defense or generator is named {name!r}{hint} ({listing})"
+
+
 @cli.command()
 @click.option("--attack", "-a", "attacks", multiple=True, metavar="NAME", help="Attack(s) to run; 'all' for every one.")
 @click.option("--defense", "-d", "defenses", multiple=True, metavar="NAME", help="Defense(s) to attack; 'all' for every one.")
@@ -172,6 +206,7 @@ def run(attacks, defenses, generators, samples, dataset, norm, eps_text, targete
         raise InvalidInputError(f"--timeout {timeout:g} must be above 0 seconds")
     registry = _registry()
     _warn_problems(registry)
+    _check_params(registry, params, {"attack": attack_names, "defense": defense_names, "generator": generator_names})
     if deterministic:
         from .runner import make_deterministic
 

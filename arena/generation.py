@@ -190,9 +190,11 @@ class GenerativeTrack:
             raise InvalidInputError("--samples must be at least 2 (FID needs a covariance)")
         if settings.batch_size < 1:
             raise InvalidInputError("--batch-size must be at least 1")
-        data = self.runner.dataset(dataset)
         infos = self.runner.registry.resolve("generator", generators)
-        for info in infos:  # bad hyperparameters fail before any training starts
+        for info in infos:  # bad hyperparameters fail before any work
+            info.create(params.get(info.name))
+        data = self.runner.dataset(dataset)
+        for info in infos:  # and so do values the dataset decides, before any training
             self.identity(info, params.get(info.name, {}), data, settings.seed)
         return [self._generator_run(data, info, settings, params.get(info.name, {})) for info in infos]
 

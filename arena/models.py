@@ -9,6 +9,7 @@ in that.
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable
 
 from torch import nn
@@ -132,6 +133,11 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
 
 DEFAULT_ARCHITECTURE = "cnn"
 
+#: The architectures that take a ``dropout`` rate.
+DROPOUT_ARCHITECTURES: tuple[str, ...] = tuple(
+    name for name, factory in ARCHITECTURES.items() if "dropout" in inspect.signature(factory).parameters
+)
+
 
 def build_classifier(architecture: str, shape: Shape, classes: int, dropout: float = 0.0) -> nn.Module:
     """Instantiate a named architecture for an image shape and number of classes."""
@@ -148,4 +154,6 @@ def build_classifier(architecture: str, shape: Shape, classes: int, dropout: flo
     try:
         return factory(tuple(shape), classes, dropout=dropout)
     except TypeError:
-        raise InvalidInputError(f"architecture {architecture!r} has no dropout option: use cnn or mlp") from None
+        raise InvalidInputError(
+            f"architecture {architecture!r} has no dropout option: use {' or '.join(DROPOUT_ARCHITECTURES)}"
+        ) from None

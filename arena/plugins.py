@@ -79,6 +79,7 @@ class PluginInfo:
             "builtin": self.source.builtin,
             "summary": self.cls.summary(),
             "hyperparameters": _jsonable(self.cls.parameter_defaults()),
+            "bounds": {name: bound.describe(name) for name, bound in self.cls.hyperparameter_bounds().items()},
             "capabilities": self.cls.capabilities() if hasattr(self.cls, "capabilities") else {},
         }
 

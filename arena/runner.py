@@ -208,6 +208,7 @@ class Runner:
         model it trains: a hash of everything that determines that model."""
         plugin = info.create(overrides)
         plugin.resolve(data.plugin)
+        plugin.check_hyperparameters()  # the values the dataset decided are bounded too
         params = plugin.hyperparameters()
         identity = {
             "kind": info.kind,
@@ -319,6 +320,13 @@ class Runner:
             models[architecture] = self._models[key].model
         return models
 
+    def attack(self, info: PluginInfo, overrides: dict[str, Any] | None, data: LoadedDataset) -> Attack:
+        """The attack instance with its dataset-dependent hyperparameters resolved and checked."""
+        attack: Attack = info.create(overrides)  # type: ignore[assignment]
+        attack.resolve(data.plugin)
+        attack.check_hyperparameters()
+        return attack
+
     # -- robustness track -------------------------------------------------------------------
 
     def robustness(
@@ -332,6 +340,10 @@ class Runner:
     ) -> list[PairingOutcome]:
         """Evaluate every attack against every defense under every threat model."""
         params = params or {}
+        attack_infos = self.registry.resolve("attack", attacks)
+        defense_infos = self.registry.resolve("defense", defenses)
+        for info in [*attack_infos, *defense_infos]:  # bad hyperparameters fail before any work
+            info.create(params.get(info.name))
         data = self.dataset(dataset)
         threats = threats or [data.plugin.default_threat]
         for threat in threats:
@@ -345,11 +357,9 @@ class Runner:
         if settings.query_budget < 1:
             raise InvalidInputError("--queries must be at least 1")
         check_settings(settings.evaluation, settings.eot_samples, settings.decision_draws)
-        attack_infos = self.registry.resolve("attack", attacks)
-        defense_infos = self.registry.resolve("defense", defenses)
         pairings = _compatible(attack_infos, threats, explicit="all" not in attacks, reporter=self.reporter)
-        for info in attack_infos:  # bad hyperparameters fail before any training starts
-            info.create(params.get(info.name))
+        for info in attack_infos:  # and so do values the dataset decides, before any training
+            self.attack(info, params.get(info.name), data)
         for info in defense_infos:
             self.defense_identity(info, params.get(info.name, {}), data, settings.seed)
         outcomes = []
@@ -383,8 +393,7 @@ class Runner:
     ) -> list[PairingOutcome]:
         """Every evaluation of one pairing that ``settings.evaluation`` asks for (one, unless the
         model needs an adaptive evaluation, see :mod:`arena.evaluation`)."""
-        attack: Attack = attack_info.create(params.get(attack_info.name))  # type: ignore[assignment]
-        attack.resolve(data.plugin)
+        attack = self.attack(attack_info, params.get(attack_info.name), data)
         label = dict(attack=attack_info.name, defense=defense_info.name, threat=threat)
         started = time.perf_counter()
         _, defense_params, defense_key = self.defense_identity(

@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .bounds import Bound, Choice, Range
 from .errors import InvalidInputError
-from .models import DEFAULT_ARCHITECTURE, build_classifier
+from .models import ARCHITECTURES, DEFAULT_ARCHITECTURE, build_classifier
 from .progress import Reporter, quiet
 
 if TYPE_CHECKING:
@@ -140,6 +141,17 @@ LR_SCHEDULES: dict[str, Callable[[float], float]] = {
 }
 
 
+#: Bounds of the hyperparameters a defense hands to :meth:`BuildContext.default_classifier` and
+#: :meth:`BuildContext.fit`, for its ``bounds`` (one with an ``lr_schedule`` adds
+#: ``Choice(LR_SCHEDULES)``).
+TRAINING_BOUNDS: dict[str, Bound] = {
+    "architecture": Choice(ARCHITECTURES),
+    "epochs": Range(1),
+    "lr": Range(0, low_inclusive=False),
+    "batch_size": Range(1),
+}
+
+
 def _status(record: dict[str, Any]) -> str:
     """The progress bar's text: the loss and every accuracy of the epoch."""
     parts = [f"loss {record['loss']:.3f}"]
@@ -175,6 +187,9 @@ def fit_classifier(
     """
     if lr_schedule not in LR_SCHEDULES:
         raise InvalidInputError(f"unknown learning-rate schedule {lr_schedule!r}: use one of {', '.join(LR_SCHEDULES)}")
+    if epochs < 1 or batch_size < 1 or not lr > 0:
+        raise InvalidInputError(f"training needs epochs >= 1, batch_size >= 1 and lr > 0, got {epochs}, {batch_size} "
+                                f"and {lr}")
     reporter = reporter or quiet()
     x, y = splits.x_train, splits.y_train
     shuffle = torch.Generator().manual_seed(seed)

@@ -30,6 +30,7 @@ def test_tutorial_plugin_installs_and_runs(tmp_path):
     margin = next(p for p in listed["plugins"] if p["name"] == "margin-fgsm")
     assert (margin["package"], margin["version"]) == ("arena-margin", "0.1.0")
     assert margin["hyperparameters"] == {"step": 1.0}
+    assert margin["bounds"] == {"step": "a number in (0, inf)"}
 
     db = str(tmp_path / "r.db")
     ran = run_arena("run", "-a", "margin-fgsm,fgsm", "-d", "standard", "--n", "100", "--db", db, pythonpath=site)
@@ -42,3 +43,8 @@ def test_tutorial_plugin_installs_and_runs(tmp_path):
     refused = run_arena("run", "-a", "margin-fgsm", "-d", "standard", "--n", "20", "-p", "margin-fgsm.step=2",
                         "--db", db, pythonpath=site)
     assert refused.returncode == 1 and "refused" in refused.stderr and "above eps 0.2" in refused.stderr
+
+    out_of_bounds = run_arena("run", "-a", "margin-fgsm", "-d", "standard", "-p", "margin-fgsm.step=0",
+                              "--db", db, pythonpath=site)
+    assert out_of_bounds.returncode == 1
+    assert out_of_bounds.stderr.strip() == "Error: attack 'margin-fgsm': step=0 is not above 0"

@@ -164,7 +164,7 @@ def test_generator_errors_are_one_line(arena):
     for args, message in [
         (["run", "-g", "pixelcnm"], "unknown generator 'pixelcnm': did you mean 'pixelcnn'"),
         (["run", "-g", "vae", "--samples", "1"], "--samples must be at least 2"),
-        (["run", "-g", "vae", "-p", "vae.iwae_samples=0"], "iwae_samples must be at least 1"),
+        (["run", "-g", "vae", "-p", "vae.iwae_samples=0"], "iwae_samples=0 is below the minimum 1"),
         (["run", "-a", "fgsm"], "or --generator"),
     ]:
         result = arena(*args)

@@ -50,6 +50,8 @@ class APGD(Attack):
     access = Access.WHITE_BOX
     norms = ("linf", "l2")
     supports_targeted = True
+    bounds = {"iterations": arena.Range(1), "restarts": arena.Range(1),
+              "rho": arena.Range(0, 1, low_inclusive=False), "momentum": arena.Range(0, 1, low_inclusive=False)}
 
     def __init__(
         self,
@@ -59,10 +61,6 @@ class APGD(Attack):
         momentum: float = 0.75,
         early_stop: bool = True,
     ):
-        if iterations < 1 or restarts < 1:
-            raise ValueError(f"iterations and restarts must be at least 1, got {iterations} and {restarts}")
-        if not (0 < rho <= 1 and 0 < momentum <= 1):
-            raise ValueError(f"rho and momentum must be in (0, 1], got {rho} and {momentum}")
         self.iterations = iterations
         self.restarts = restarts
         self.rho = rho

@@ -53,11 +53,11 @@ class HopSkipJump(Attack):
     access = Access.LABEL_QUERY
     norms = ("linf", "l2")
     supports_targeted = True
+    bounds = {"init_evals": arena.Range(1), "max_evals": arena.Range(1), "gamma": arena.Range(0, low_inclusive=False),
+              "init_tries": arena.Range(1), "max_iterations": arena.Range(1)}
 
     def __init__(self, init_evals: int = 100, max_evals: int = 10000, gamma: float = 1.0, init_tries: int = 100,
                  max_iterations: int = 64):
-        if min(init_evals, max_evals, init_tries, max_iterations) < 1 or gamma <= 0:
-            raise ValueError("init_evals, max_evals, init_tries and max_iterations must be at least 1, gamma above 0")
         self.init_evals = init_evals
         self.max_evals = max_evals
         self.gamma = gamma

@@ -20,12 +20,9 @@ class MIFGSM(Attack):
     access = Access.WHITE_BOX
     norms = ("linf", "l2")
     supports_targeted = True
+    bounds = {"steps": arena.Range(1), "step_size": arena.Range(0, 1, low_inclusive=False), "decay": arena.Range(0)}
 
     def __init__(self, steps: int = 10, step_size: float = 0.1, decay: float = 1.0, early_stop: bool = True):
-        if steps < 1:
-            raise ValueError(f"steps must be at least 1, got {steps}")
-        if step_size <= 0 or decay < 0:
-            raise ValueError(f"step_size must be above 0 and decay at least 0, got {step_size} and {decay}")
         self.steps = steps
         self.step_size = step_size
         self.decay = decay

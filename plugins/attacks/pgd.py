@@ -25,6 +25,7 @@ class PGD(Attack):
     access = Access.WHITE_BOX
     norms = ("linf", "l2")
     supports_targeted = True
+    bounds = {"steps": arena.Range(1), "step_size": arena.Range(0, 1, low_inclusive=False), "restarts": arena.Range(1)}
 
     def __init__(
         self,
@@ -34,10 +35,6 @@ class PGD(Attack):
         random_start: bool = True,
         early_stop: bool = True,
     ):
-        if steps < 1 or restarts < 1:
-            raise ValueError(f"steps and restarts must be at least 1, got {steps} and {restarts}")
-        if step_size <= 0:
-            raise ValueError(f"step_size must be above 0, got {step_size}")
         self.steps = steps
         self.step_size = step_size
         self.restarts = restarts

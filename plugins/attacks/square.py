@@ -100,10 +100,9 @@ class Square(Attack):
     access = Access.SCORE_QUERY
     norms = ("linf", "l2")
     supports_targeted = True
+    bounds = {"p_init": arena.Range(0, 1, low_inclusive=False)}
 
     def __init__(self, p_init: float = 0.8):
-        if not 0 < p_init <= 1:
-            raise ValueError(f"p_init must be in (0, 1], got {p_init}")
         self.p_init = p_init
 
     def perturb(self, access, x, y, threat, target=None):

@@ -9,6 +9,7 @@ import torch
 
 import arena
 from arena import Access, Attack
+from arena.models import ARCHITECTURES
 
 from .iterative import RowGradient, ascend, ascent_gradient, random_start
 
@@ -23,12 +24,8 @@ class _SurrogateAttack(Attack):
     access = Access.ZERO_QUERY
     norms = ("linf", "l2")
     supports_targeted = True
-
-    def _check(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
-        if self.steps < 1 or self.step_size <= 0:
-            raise ValueError(f"steps must be at least 1 and step_size above 0, got {self.steps} and {self.step_size}")
+    bounds = {"method": arena.Choice(METHODS), "steps": arena.Range(1),
+              "step_size": arena.Range(0, 1, low_inclusive=False), "decay": arena.Range(0)}
 
     def _gradient(self, access, y, target) -> RowGradient:
         raise NotImplementedError
@@ -51,6 +48,7 @@ class Transfer(_SurrogateAttack):
     architecture ``surrogate`` that the host trained on the training split."""
 
     name = "transfer"
+    bounds = {"surrogate": arena.Choice(ARCHITECTURES)}
 
     def __init__(self, surrogate: str = "cnn", method: str = "mifgsm", steps: int = 10, step_size: float = 0.1,
                  decay: float = 1.0):
@@ -59,7 +57,6 @@ class Transfer(_SurrogateAttack):
         self.steps = steps
         self.step_size = step_size
         self.decay = decay
-        self._check()
 
     def surrogate_architectures(self):
         return (self.surrogate,)
@@ -102,6 +99,7 @@ class EnsembleTransfer(_SurrogateAttack):
     """
 
     name = "ensemble-transfer"
+    bounds = {"surrogates": arena.Choice(ARCHITECTURES), "fusion": arena.Choice(FUSIONS)}
 
     def __init__(self, surrogates: tuple = ("cnn", "mlp", "lenet"), method: str = "mifgsm", steps: int = 10,
                  step_size: float = 0.1, decay: float = 1.0, fusion: str = "logits"):
@@ -111,11 +109,11 @@ class EnsembleTransfer(_SurrogateAttack):
         self.step_size = step_size
         self.decay = decay
         self.fusion = fusion
+
+    def validate(self):
         if len(set(self.surrogates)) < 2 or len(set(self.surrogates)) != len(self.surrogates):
-            raise ValueError(f"an ensemble needs two or more different surrogates, got {list(self.surrogates)}")
-        if fusion not in FUSIONS:
-            raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
-        self._check()
+            raise arena.ArenaError(f"surrogates={list(self.surrogates)}: an ensemble needs two or more different "
+                                   "surrogates")
 
     def surrogate_architectures(self):
         return self.surrogates

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import arena
-from arena.training import accuracy
+from arena.training import LR_SCHEDULES, TRAINING_BOUNDS, accuracy
 
 #: ``loss(model, x_adv) -> scalar`` that the inner maximisation increases.
 InnerLoss = Callable[[nn.Module, torch.Tensor], torch.Tensor]
@@ -109,6 +109,8 @@ class AdversarialTraining(arena.Defense):
     A subclass still declares every hyperparameter in its own ``__init__`` (the host records
     them from its signature) and hands the shared ones to :meth:`_recipe`.
     """
+
+    bounds = {**TRAINING_BOUNDS, "lr_schedule": arena.Choice(LR_SCHEDULES), "eps": arena.Range(0, 1, low_inclusive=False)}
 
     def _recipe(self, eps: float | None, architecture: str, epochs: int, lr: float, lr_schedule: str,
                 batch_size: int) -> None:

@@ -27,6 +27,7 @@ class AdvTrain(AdversarialTraining):
     """FGSM adversarial training: alpha * J(x) + (1 - alpha) * J(x + eps * sign(grad_x J))."""
 
     name = "advtrain"
+    bounds = {"alpha": arena.Range(0, 1)}
 
     def __init__(
         self,
@@ -37,8 +38,6 @@ class AdvTrain(AdversarialTraining):
         lr: float = 1e-3,
         batch_size: int = 64,
     ):
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
         self._recipe(eps, architecture, epochs, lr, "constant", batch_size)
         self.alpha = alpha
 

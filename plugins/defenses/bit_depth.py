@@ -36,10 +36,9 @@ class BitDepth(Defense):
     """
 
     name = "bit-depth"
+    bounds = {"bits": arena.Range(1, 16)}
 
     def __init__(self, bits: int = 1):
-        if not 1 <= bits <= 16:
-            raise ValueError(f"bits must be in 1..16, got {bits}")
         self.bits = bits
 
     def build(self, dataset, ctx):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import arena
 from arena import Defense
+from arena.models import DROPOUT_ARCHITECTURES
+from arena.training import TRAINING_BOUNDS
 
 from .adversary import robust_accuracy_monitor
 
@@ -18,12 +20,12 @@ class Dropout(Defense):
     """
 
     name = "dropout"
+    bounds = {**TRAINING_BOUNDS, "p": arena.Range(0, 1, high_inclusive=False),
+              "architecture": arena.Choice(DROPOUT_ARCHITECTURES)}
 
     def __init__(
         self, p: float = 0.5, architecture: str = "cnn", epochs: int = 20, lr: float = 1e-3, batch_size: int = 64
     ):
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"p must be in [0, 1), got {p}")
         self.p = p
         self.architecture = architecture
         self.epochs = epochs

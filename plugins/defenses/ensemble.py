@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import arena
+from arena.models import ARCHITECTURES
 
 from .adversary import AdversarialTraining
 
@@ -32,6 +33,7 @@ class Ensemble(AdversarialTraining):
     """
 
     name = "ensemble"
+    bounds = {"static_architectures": arena.Choice(ARCHITECTURES)}
 
     def __init__(
         self,
@@ -42,11 +44,13 @@ class Ensemble(AdversarialTraining):
         lr: float = 1e-3,
         batch_size: int = 64,
     ):
-        if not static_architectures:
-            raise ValueError("static_architectures needs at least one architecture")
         self._recipe(eps, architecture, epochs, lr, "constant", batch_size)
         self.static_architectures = tuple(static_architectures)
         self._sources: list = []
+
+    def validate(self):
+        if not self.static_architectures:
+            raise arena.ArenaError("static_architectures needs at least one architecture")
 
     def train(self, model, ctx):
         static = [ctx.trained_defense("standard", architecture=a) for a in self.static_architectures]

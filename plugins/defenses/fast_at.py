@@ -22,6 +22,7 @@ class FastAT(AdversarialTraining):
     """
 
     name = "fast-at"
+    bounds = {"alpha": arena.Range(0, low_inclusive=False)}
 
     def __init__(
         self,

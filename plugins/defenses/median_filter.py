@@ -56,10 +56,9 @@ class MedianFilter(Defense):
     """
 
     name = "median-filter"
+    bounds = {"size": arena.Range(2)}
 
     def __init__(self, size: int = 2):
-        if size < 2:
-            raise ValueError(f"size must be at least 2, got {size}")
         self.size = size
 
     def build(self, dataset, ctx):

@@ -22,6 +22,7 @@ class PGDAT(AdversarialTraining):
     """
 
     name = "pgd-at"
+    bounds = {"steps": arena.Range(1), "step_size": arena.Range(0, low_inclusive=False)}
 
     def __init__(
         self,
@@ -35,8 +36,6 @@ class PGDAT(AdversarialTraining):
         lr_schedule: str = "cyclic",
         batch_size: int = 64,
     ):
-        if steps < 1:
-            raise ValueError(f"steps must be at least 1, got {steps}")
         self._recipe(eps, architecture, epochs, lr, lr_schedule, batch_size)
         self.steps = steps
         self.step_size = step_size  # None: 2.5 * eps / steps

@@ -29,11 +29,10 @@ class RandomNoise(Defense):
     """
 
     name = "random-noise"
+    bounds = {"sigma": arena.Range(0, low_inclusive=False)}
     deterministic = False
 
     def __init__(self, sigma: float = 0.1):
-        if not sigma > 0:
-            raise ValueError(f"sigma must be above 0, got {sigma}")
         self.sigma = sigma
 
     def build(self, dataset, ctx):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import arena
 from arena import Defense
+from arena.training import TRAINING_BOUNDS
 
 from .adversary import robust_accuracy_monitor
 
@@ -12,6 +13,7 @@ class Standard(Defense):
     """Standard training with Adam on the clean training split (the undefended baseline)."""
 
     name = "standard"
+    bounds = TRAINING_BOUNDS
 
     def __init__(self, architecture: str = "cnn", epochs: int = 20, lr: float = 1e-3, batch_size: int = 64):
         self.architecture = architecture

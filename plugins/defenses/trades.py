@@ -37,6 +37,7 @@ class Trades(AdversarialTraining):
     """
 
     name = "trades"
+    bounds = {"beta": arena.Range(0), "steps": arena.Range(1), "step_size": arena.Range(0, low_inclusive=False)}
 
     def __init__(
         self,
@@ -50,10 +51,6 @@ class Trades(AdversarialTraining):
         lr_schedule: str = "cyclic",
         batch_size: int = 64,
     ):
-        if beta < 0:
-            raise ValueError(f"beta must be at least 0, got {beta}")
-        if steps < 1:
-            raise ValueError(f"steps must be at least 1, got {steps}")
         self._recipe(eps, architecture, epochs, lr, lr_schedule, batch_size)
         self.beta = beta
         self.steps = steps

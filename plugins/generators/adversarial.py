@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from arena import Generator
+from arena import Generator, Range
 
 
 class GeneratorDiscriminator(nn.Module):
@@ -40,6 +40,9 @@ class AdversarialGenerator(Generator):
     """Alternating updates: ``discriminator_steps`` steps of D, then one step of G, per batch."""
 
     likelihood = None
+    #: ``epochs=0`` keeps the untrained model: the baseline a trained one has to beat.
+    bounds = {"epochs": Range(0), "lr": Range(0, low_inclusive=False), "batch_size": Range(1),
+              "latent": Range(1), "discriminator_steps": Range(1)}
     epochs: int
     batch_size: int
     discriminator_steps: int

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from arena import Generator
+from arena import Generator, Range
 from arena.errors import PluginError
 
 
@@ -94,6 +94,8 @@ class AutoregressiveGenerator(Generator):
     """Training, exact likelihood, sampling and completion for a :class:`PixelModel`."""
 
     likelihood = "exact"
+    #: ``epochs=0`` keeps the untrained model: the baseline a trained one has to beat.
+    bounds = {"epochs": Range(0), "lr": Range(0, low_inclusive=False), "batch_size": Range(1), "head": Range(1)}
     epochs: int
     lr: float
     batch_size: int

@@ -68,6 +68,7 @@ class DCGAN(AdversarialGenerator):
     """DCGAN: strided convolutions, batch norm, ReLU/LeakyReLU, no pooling; Adam(2e-4, β1=0.5)."""
 
     name = "dcgan"
+    bounds = {"width": arena.Range(1), "beta1": arena.Range(0, 1, high_inclusive=False)}
 
     def __init__(self, latent: int = 100, width: int = 64, discriminator_steps: int = 1, epochs: int = 60,
                  lr: float = 2e-4, beta1: float = 0.5, batch_size: int = 64):

@@ -26,6 +26,8 @@ class GAN(AdversarialGenerator):
     """GAN (Goodfellow et al. 2014): MLP players, maxout discriminator, non-saturating G loss."""
 
     name = "gan"
+    bounds = {"hidden": arena.Range(1), "maxout_units": arena.Range(1), "maxout_pieces": arena.Range(1),
+              "dropout": arena.Range(0, 1, high_inclusive=False)}
 
     def __init__(self, latent: int = 100, hidden: int = 256, maxout_units: int = 240, maxout_pieces: int = 5,
                  dropout: float = 0.5, discriminator_steps: int = 1, epochs: int = 100, lr: float = 1e-3,

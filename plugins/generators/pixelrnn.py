@@ -65,17 +65,20 @@ class PixelRNN(AutoregressiveGenerator):
     """PixelRNN (Row LSTM): rows of LSTM state above each pixel, a softmax over pixel levels."""
 
     name = "pixelrnn"
+    bounds = {"channels": arena.Range(2), "layers": arena.Range(1)}
 
     def __init__(self, channels: int = 64, layers: int = 2, head: int = 128, epochs: int = 20, lr: float = 2e-3,
                  batch_size: int = 64):
-        if channels < 2 or channels % 2:
-            raise ValueError(f"channels must be an even number >= 2, got {channels}")
         self.channels = channels
         self.layers = layers
         self.head = head
         self.epochs = epochs
         self.lr = lr
         self.batch_size = batch_size
+
+    def validate(self):
+        if self.channels % 2:
+            raise arena.ArenaError(f"channels={self.channels} is not even (the residual layers halve it)")
 
     def build(self, dataset, ctx):
         require_single_channel(self.name, dataset.shape)

@@ -93,11 +93,11 @@ class ImageTransformer(AutoregressiveGenerator):
     """Image Transformer: causal multi-head self-attention over the pixel sequence (local 1D)."""
 
     name = "image-transformer"
+    bounds = {"dim": arena.Range(4), "heads": arena.Range(1), "layers": arena.Range(1), "feedforward": arena.Range(1),
+              "block": arena.Range(1), "memory": arena.Range(0)}
 
     def __init__(self, dim: int = 64, heads: int = 4, layers: int = 3, feedforward: int = 256, block: int = 64,
                  memory: int = 64, epochs: int = 20, lr: float = 1e-3, batch_size: int = 64):
-        if dim % heads or dim % 4:
-            raise ValueError(f"dim must be a multiple of 4 and of heads, got dim={dim}, heads={heads}")
         self.dim = dim
         self.heads = heads
         self.layers = layers
@@ -107,6 +107,10 @@ class ImageTransformer(AutoregressiveGenerator):
         self.epochs = epochs
         self.lr = lr
         self.batch_size = batch_size
+
+    def validate(self):
+        if self.dim % self.heads or self.dim % 4:
+            raise arena.ArenaError(f"dim={self.dim} is not a multiple of 4 and of heads={self.heads}")
 
     def build(self, dataset, ctx):
         require_single_channel(self.name, dataset.shape)

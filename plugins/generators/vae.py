@@ -63,11 +63,13 @@ class VAE(Generator):
 
     name = "vae"
     likelihood = "bound"
+    #: ``epochs=0`` keeps the untrained model: the baseline a trained one has to beat.
+    bounds = {"hidden": arena.Range(1), "latent": arena.Range(1), "mixtures": arena.Range(1),
+              "iwae_samples": arena.Range(1), "epochs": arena.Range(0), "lr": arena.Range(0, low_inclusive=False),
+              "batch_size": arena.Range(1)}
 
     def __init__(self, hidden: int = 500, latent: int = 16, mixtures: int = 3, iwae_samples: int = 100,
                  epochs: int = 60, lr: float = 1e-3, batch_size: int = 64):
-        if iwae_samples < 1:
-            raise ValueError(f"iwae_samples must be at least 1, got {iwae_samples}")
         self.hidden = hidden
         self.latent = latent
         self.mixtures = mixtures

@@ -112,6 +112,8 @@ def _start_method() -> str:
 
 
 _context: Any = None
+#: Modules the fork server imports once, so that no worker pays for them.
+PRELOAD = ["arena.isolation", "arena.cli", "arena.runner"]
 
 
 def context() -> Any:
@@ -120,8 +122,42 @@ def context() -> Any:
     if _context is None:
         _context = multiprocessing.get_context(_start_method())
         if _start_method() == "forkserver":
-            _context.set_forkserver_preload(["arena.isolation"])
+            # Each worker re-imports the host's main module (multiprocessing does, to find what
+            # was defined there); with what the CLI and the benchmarks import already in the
+            # server, that costs milliseconds rather than a start-up per pairing.
+            _context.set_forkserver_preload(PRELOAD)
     return _context
+
+
+_spare: tuple[Any, Connection] | None = None
+#: Workers asked to exit, with the time after which they are killed.
+_closing: list[tuple[Any, float]] = []
+
+
+def _fresh_process() -> tuple[Any, Connection]:
+    """A new worker process, not yet given anything, and the host's end of its pipe. One spare
+    is started ahead, so that a pairing does not wait for its worker to start; each worker still
+    serves one evaluation only and never sees another's attack."""
+    global _spare
+
+    def start() -> tuple[Any, Connection]:
+        ctx = context()
+        host, child = ctx.Pipe()
+        process = ctx.Process(target=serve, args=(child,), daemon=True)
+        process.start()
+        child.close()
+        return process, host
+
+    for entry in list(_closing):
+        process, deadline = entry
+        if not process.is_alive() or time.monotonic() > deadline:
+            _closing.remove(entry)
+            if process.is_alive():
+                process.kill()
+            process.join(timeout=CLOSE_GRACE)
+    taken = _spare if _spare is not None and _spare[0].is_alive() else start()
+    _spare = start()
+    return taken
 
 
 class AttackWorker:
@@ -154,17 +190,24 @@ class AttackWorker:
         options = {
             "device": str(device),
             "seed": seed,
-            "threads": torch.get_num_threads(),
+            # A query attack's passes run in the host, which answers its queries: its worker
+            # keeps to one thread rather than spin against the host's for the same cores.
+            "threads": torch.get_num_threads() if self.access != Access.SCORE_QUERY and
+            self.access != Access.LABEL_QUERY else 1,
             "deterministic": torch.are_deterministic_algorithms_enabled(),
             "eot_samples": eot_samples,
             "bpda": bpda and white_box,
             "fast": fast,
         }
-        ctx = context()
-        self._conn, child = ctx.Pipe()
-        self._process = ctx.Process(target=serve, args=(child, blob, options), daemon=True)
-        self._process.start()
-        child.close()
+        self._process, self._conn = _fresh_process()
+        self._send_raw(options, blob)
+
+    def _send_raw(self, options: dict[str, Any], blob: bytes) -> None:
+        try:  # host to worker: the worker may unpickle what the host sends, never the reverse
+            self._conn.send(options)
+            self._conn.send_bytes(blob)
+        except (BrokenPipeError, ConnectionError, OSError):
+            raise self._died() from None
 
     def __enter__(self) -> "AttackWorker":
         return self
@@ -253,14 +296,14 @@ class AttackWorker:
         self._process.join(timeout=CLOSE_GRACE)
 
     def close(self) -> None:
-        """Ask the worker to exit; kill it if it does not."""
+        """Ask the worker to exit, without waiting: one still running :data:`CLOSE_GRACE`
+        seconds later is killed when the next worker is taken (or at exit, being a daemon)."""
         if self._process.is_alive():
             try:
                 send(self._conn, "close")
             except (BrokenPipeError, ConnectionError, OSError):
                 pass
-            self._process.join(timeout=CLOSE_GRACE)
-        self._kill()
+            _closing.append((self._process, time.monotonic() + CLOSE_GRACE))
         self._conn.close()
 
 
@@ -324,10 +367,11 @@ def _describe(exc: BaseException) -> dict[str, Any]:
             "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))}
 
 
-def serve(conn: Connection, blob: bytes, options: dict[str, Any]) -> None:
-    """The worker process: load what the host sent, then attack one batch per ``perturb``
-    message until ``close``. Its random stream starts from the run's seed."""
+def serve(conn: Connection) -> None:
+    """The worker process: wait for the host's settings and attack, then attack one batch per
+    ``perturb`` message until ``close``. Its random stream starts from the run's seed."""
     try:
+        options, blob = conn.recv(), conn.recv_bytes()
         torch.set_num_threads(options["threads"])
         if options["deterministic"]:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")

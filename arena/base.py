@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 from .errors import InvalidInputError, PluginError
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
 _SCALARS = (bool, int, float, str, type(None))
 
 
@@ -58,7 +58,7 @@ class Plugin:
     def validate_class(cls) -> None:
         """Check the class-level contract; raise :class:`PluginError` naming what is wrong."""
         name = getattr(cls, "name", None)
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise PluginError(
                 f"{cls.__qualname__} needs a class attribute `name` of lower-case letters, digits "
                 f"and .-_ (got {name!r})"

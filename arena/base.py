@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 from .bounds import Bound, show
 from .errors import ArenaError, InvalidInputError, PluginError
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
 _SCALARS = (bool, int, float, str, type(None))
 
 
@@ -94,7 +94,7 @@ class Plugin:
     def validate_class(cls) -> None:
         """Check the class-level contract; raise :class:`PluginError` naming what is wrong."""
         name = getattr(cls, "name", None)
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise PluginError(
                 f"{cls.__qualname__} needs a class attribute `name` of lower-case letters, digits "
                 f"and .-_ (got {name!r})"

@@ -118,16 +118,16 @@ class ModelCache:
             return None
         digest = file_sha256(path)
         if digest != record.get("sha256"):
-            self.reporter.log(
-                f"[yellow]warning:[/] checkpoint {path.name} ({kind} {name}) does not match its recorded "
+            self.reporter.warn(
+                f"checkpoint {path.name} ({kind} {name}) does not match its recorded "
                 "SHA-256; rebuilding it"
             )
             return None
         try:
             load_model(model, str(path), strict=True)
         except (SafetensorError, RuntimeError, OSError) as exc:
-            self.reporter.log(
-                f"[yellow]warning:[/] checkpoint {path.name} ({kind} {name}) cannot be loaded ({exc}); rebuilding it"
+            self.reporter.warn(
+                f"checkpoint {path.name} ({kind} {name}) cannot be loaded ({exc}); rebuilding it"
             )
             return None
         return CachedModel(model, key, digest, True, record.get("history"), record.get("train_seconds"))

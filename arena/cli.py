@@ -19,6 +19,7 @@ from . import __version__
 from .errors import ArenaError, InvalidInputError
 from .evaluation import DEFAULT_DECISION_DRAWS, DEFAULT_EOT_SAMPLES, Evaluation
 from .plugins import Registry, get_registry
+from .text import cell, markup, terminal_safe
 
 stdout = Console(soft_wrap=False)
 stderr = Console(stderr=True)
@@ -35,14 +36,14 @@ class ArenaGroup(click.Group):
         except ArenaError as exc:
             if ctx.meta.get("arena.debug"):
                 raise
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(terminal_safe(exc)) from None
         except KeyboardInterrupt:
             raise click.Abort() from None
         except Exception as exc:
             if ctx.meta.get("arena.debug"):
                 raise
             raise click.ClickException(
-                f"unexpected {type(exc).__name__}: {exc} (run again with --debug for the traceback)"
+                f"unexpected {type(exc).__name__}: {terminal_safe(exc)} (run again with --debug for the traceback)"
             ) from None
 
 
@@ -73,7 +74,7 @@ def _registry() -> Registry:
 
 def _warn_problems(registry: Registry) -> None:
     for problem in registry.problems:
-        stderr.print(f"[yellow]warning:[/] plugin not loaded: {problem}", highlight=False)
+        stderr.print(f"[yellow]warning:[/] plugin not loaded: {markup(problem)}", highlight=False)
 
 
 def _store(db_url: str | None):
@@ -243,13 +244,15 @@ def run(attacks, defenses, generators, samples, dataset, norm, eps_text, targete
     flagged = [o for o in outcomes if o.ok and o.run.flags]
     for outcome in flagged:
         codes = ", ".join(f["code"] for f in outcome.run.flags)
-        stderr.print(f"[yellow]flagged:[/] {outcome.attack} vs {outcome.defense} ({outcome.threat}): {codes} "
-                     f"(details: arena show {outcome.run.id})", highlight=False)
+        stderr.print(f"[yellow]flagged:[/] {markup(outcome.attack)} vs {markup(outcome.defense)} "
+                     f"({markup(outcome.threat)}): {markup(codes)} (details: arena show {outcome.run.id})",
+                     highlight=False)
     failed = [o for o in outcomes if not o.ok]
     for outcome in failed:
         first = (outcome.run.error or "").splitlines()[0]
-        stderr.print(f"[red]{outcome.run.status}:[/] {outcome.attack} vs {outcome.defense} ({outcome.threat}): "
-                     f"{first} (details: arena show {outcome.run.id})", highlight=False)
+        stderr.print(f"[red]{outcome.run.status}:[/] {markup(outcome.attack)} vs {markup(outcome.defense)} "
+                     f"({markup(outcome.threat)}): {markup(first)} (details: arena show {outcome.run.id})",
+                     highlight=False)
     if generator_names:
         _run_generators(registry, generator_names, dataset, samples, seed, device, batch_size, params, force, db_url,
                         failed=bool(failed))
@@ -277,7 +280,7 @@ def _run_generators(registry, names, dataset, samples, seed, device, batch_size,
     broken = [o for o in outcomes if not o.ok]
     for outcome in broken:
         first = (outcome.run.error or "").splitlines()[0]
-        stderr.print(f"[red]{outcome.run.status}:[/] {outcome.generator}: {first} "
+        stderr.print(f"[red]{outcome.run.status}:[/] {markup(outcome.generator)}: {markup(first)} "
                      f"(details: arena show {outcome.run.id})", highlight=False)
     if broken or failed:
         sys.exit(1)
@@ -312,11 +315,10 @@ def _summary(outcomes) -> Table:
     for outcome in outcomes:
         run, result = outcome.run, outcome.run.robustness
         size = result.mean_linf if result.norm == "linf" else result.mean_l2
-        note = "reused" if outcome.reused else ""
-        if not outcome.ok:
-            note = f"[red]{run.status}[/]"
+        note = cell(run.status, style="red") if not outcome.ok else cell("reused" if outcome.reused else "")
         table.add_row(
-            str(run.id), result.attack, result.defense, _threat_label(result.norm, result.eps, result.targeted),
+            str(run.id), cell(result.attack), cell(result.defense),
+            cell(_threat_label(result.norm, result.eps, result.targeted)),
             *[_evaluation_label(result.evaluation)] * adaptive, _pct(result.clean_accuracy),
             _pct(result.robust_accuracy), _pct(result.attack_success_rate),
             "—" if size is None else f"{size:.3f}", f"{run.duration_s:.1f}s", note,
@@ -389,7 +391,7 @@ def _write_page(board_views, folder: str, summary: str) -> None:
     target.mkdir(parents=True, exist_ok=True)
     page = target / "index.html"
     page.write_text(render_html(board_views, summary=summary), encoding="utf-8")
-    stdout.print(str(page), highlight=False, soft_wrap=True)
+    stdout.print(str(page), highlight=False, soft_wrap=True, markup=False)
 
 
 def _emit(text: str, output: str | None) -> None:
@@ -431,9 +433,11 @@ def results(as_json, include_failed, dataset, db_url) -> None:
         table.add_column(name)
     for row in rows:
         threat = _threat_label(row["norm"], row["eps"], row["targeted"])
-        table.add_row(str(row["run_id"]), row["status"], row["dataset"], row["attack_label"], row["defense_label"],
-                      threat, _evaluation_label(row["evaluation"]), str(row["n"]), _pct(row["clean_accuracy"]),
-                      _pct(row["robust_accuracy"]), _pct(row["attack_success_rate"]))
+        table.add_row(*map(cell, [
+            row["run_id"], row["status"], row["dataset"], row["attack_label"], row["defense_label"], threat,
+            _evaluation_label(row["evaluation"]), row["n"], _pct(row["clean_accuracy"]), _pct(row["robust_accuracy"]),
+            _pct(row["attack_success_rate"]),
+        ]))
     stdout.print(table)
 
 
@@ -460,17 +464,18 @@ def show(run_id, db_url) -> None:
             value = f"{value:.6g}"
         elif isinstance(value, (dict, list)):
             value = json.dumps(value)
-        table.add_row(key, "—" if value is None else str(value))
+        table.add_row(cell(key), cell("—" if value is None else value))
     stdout.print(table)
     provenance = Table(show_header=False, title="Provenance", title_justify="left")
     provenance.add_column(style="bold")
     provenance.add_column()
     for key, value in (run.provenance or {}).items():
-        provenance.add_row(key, json.dumps(value) if isinstance(value, (dict, list)) else str(value))
+        provenance.add_row(cell(key), cell(json.dumps(value) if isinstance(value, (dict, list)) else value))
     stdout.print(provenance)
     for role, path in (run.artifacts or {}).items():
         if str(path).endswith(".png"):
-            stdout.print(f"Image ({role}): {path}", highlight=False, soft_wrap=True)
+            stdout.print(f"Image ({terminal_safe(role)}): {terminal_safe(path)}", highlight=False, soft_wrap=True,
+                         markup=False)
     if run.robustness is not None:
         _show_evaluations(store, run)
         _show_training(row["defense_key"])
@@ -481,8 +486,8 @@ def show(run_id, db_url) -> None:
                      f"{len(fooled)} fooled.")
     _picture_examples(run)
     if run.error:
-        stdout.print(f"[red]{run.status}[/]:", highlight=False)
-        stdout.print(run.error, highlight=False, markup=False)
+        stdout.print(f"[red]{markup(run.status)}[/]:", highlight=False)
+        stdout.print(terminal_safe(run.error, newlines=True), highlight=False, markup=False)
 
 
 def _show_evaluations(store, run) -> None:
@@ -498,9 +503,11 @@ def _show_evaluations(store, run) -> None:
     ranked = max(runs, key=lambda r: (Evaluation.from_dict(r.robustness.evaluation).adaptive, r.id))
     for other in sorted(runs, key=lambda r: r.id):
         result = other.robustness
-        table.add_row(str(other.id), Evaluation.from_dict(result.evaluation).describe(), _pct(result.clean_accuracy),
-                      _pct(result.robust_accuracy), _pct(result.attack_success_rate),
-                      ", ".join(f["code"] for f in other.flags or []), "yes" if other.id == ranked.id else "")
+        table.add_row(*map(cell, [
+            other.id, Evaluation.from_dict(result.evaluation).describe(), _pct(result.clean_accuracy),
+            _pct(result.robust_accuracy), _pct(result.attack_success_rate),
+            ", ".join(f["code"] for f in other.flags or []), "yes" if other.id == ranked.id else "",
+        ]))
     stdout.print(table)
 
 
@@ -519,9 +526,9 @@ def _show_training(defense_key: str) -> None:
     table = Table(title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD)
     columns = list(dict.fromkeys(key for epoch in history for key in epoch))
     for name in columns:
-        table.add_column(name, justify="right")
+        table.add_column(cell(name), justify="right")
     for epoch in history:
-        table.add_row(*(_history_cell(name, epoch.get(name)) for name in columns))
+        table.add_row(*(cell(_history_cell(name, epoch.get(name))) for name in columns))
     stdout.print(table)
 
 
@@ -543,12 +550,13 @@ def _picture_examples(run) -> None:
     from arena_leaderboard.figures import save_examples_png
 
     if not Path(examples).is_file():
-        stderr.print(f"[yellow]warning:[/] the examples file {examples} is gone; `arena run ... --force` "
+        stderr.print(f"[yellow]warning:[/] the examples file {markup(examples)} is gone; `arena run ... --force` "
                      "writes it again", highlight=False)
         return
     result = run.robustness
     title = f"{result.attack} vs {result.defense} · {result.norm} eps={result.eps:g}"
-    stdout.print(f"Examples: {save_examples_png(examples, title)}", highlight=False, soft_wrap=True)
+    stdout.print(f"Examples: {terminal_safe(save_examples_png(examples, title))}", highlight=False, soft_wrap=True,
+                 markup=False)
 
 
 @cli.command()
@@ -578,17 +586,17 @@ def check(run_id, samples, device, db_url) -> None:
     for name in ("unbounded", "convergence"):
         value = found[name]
         if isinstance(value, str):
-            stdout.print(f"{name}: {value}", highlight=False)
+            stdout.print(f"{name}: {terminal_safe(value)}", highlight=False, markup=False)
         elif name == "unbounded":
             stdout.print(f"unbounded: eps {value['eps']:g} leaves {_pct(value['robust_accuracy'])} robust accuracy "
                          f"(chance {_pct(value['chance'])}) on {found['samples']} samples", highlight=False)
         else:
-            stdout.print(f"convergence: {value['parameter']} {value['steps']} → {2 * value['steps']} changes robust "
-                         f"accuracy {_pct(value['robust_accuracy'])} → {_pct(value['robust_accuracy_doubled'])}",
-                         highlight=False)
+            stdout.print(f"convergence: {markup(value['parameter'])} {value['steps']} → {2 * value['steps']} "
+                         f"changes robust accuracy {_pct(value['robust_accuracy'])} → "
+                         f"{_pct(value['robust_accuracy_doubled'])}", highlight=False)
     if found["flags"]:
         for flag in found["flags"]:
-            stdout.print(f"[yellow]flagged[/] {flag['code']}: {flag['message']}", highlight=False)
+            stdout.print(f"[yellow]flagged[/] {markup(flag['code'])}: {markup(flag['message'])}", highlight=False)
     else:
         stdout.print("no problems found")
 
@@ -613,14 +621,14 @@ def plugins(as_json, verbose) -> None:
     for entry in entries:
         cells = [entry["kind"], entry["name"], entry["package"], entry["version"],
                  _capabilities(entry["kind"], entry["capabilities"])]
-        table.add_row(*cells, *([entry["summary"]] if verbose else []))
+        table.add_row(*map(cell, cells + ([entry["summary"]] if verbose else [])))
     stdout.print(table)
     if problems:
         broken = Table(title="Plugins that failed to load", title_justify="left", header_style="bold red")
         for name in ["package", "version", "entry point", "error"]:
             broken.add_column(name, overflow="fold")
         for p in problems:
-            broken.add_row(p["package"], p["version"], p["entry_point"], p["error"])
+            broken.add_row(*map(cell, [p["package"], p["version"], p["entry_point"], p["error"]]))
         stdout.print(broken)
 
 
@@ -647,7 +655,8 @@ def _register_plugin_commands() -> None:
         try:
             impl.function(**({"cli": cli} if "cli" in impl.argnames else {}))
         except Exception as exc:  # a broken plugin command must not break the CLI
-            stderr.print(f"[yellow]warning:[/] plugin {impl.plugin_name} failed to add commands: {exc}", highlight=False)
+            stderr.print(f"[yellow]warning:[/] plugin {markup(impl.plugin_name)} failed to add commands: {markup(exc)}",
+                         highlight=False)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -655,7 +664,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         _register_plugin_commands()
     except ArenaError as exc:
-        stderr.print(f"Error: {exc}", highlight=False, markup=False)
+        stderr.print(f"Error: {terminal_safe(exc)}", highlight=False, markup=False)
         sys.exit(1)
     except Exception:
         traceback.print_exc()

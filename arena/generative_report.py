@@ -8,6 +8,7 @@ from rich import box
 from rich.table import Table
 
 from .generation import GenerativeOutcome
+from .text import cell
 
 
 def _number(value: float | None, digits: int = 3) -> str:
@@ -22,11 +23,9 @@ def run_summary(outcomes: list[GenerativeOutcome]) -> Table:
         table.add_column(name, justify="left" if name in ("generator", "") else "right", no_wrap=True)
     for outcome in outcomes:
         run, result = outcome.run, outcome.run.generative
-        note = "reused" if outcome.reused else ""
-        if not outcome.ok:
-            note = f"[red]{run.status}[/]"
+        note = cell(run.status, style="red") if not outcome.ok else cell("reused" if outcome.reused else "")
         table.add_row(
-            str(run.id), result.generator, _number(result.bits_per_dim), _number(result.fid),
+            str(run.id), cell(result.generator), _number(result.bits_per_dim), _number(result.fid),
             _number(result.precision, 2), _number(result.recall, 2), _number(result.inception_score),
             f"{run.duration_s:.1f}s", note,
         )
@@ -40,7 +39,9 @@ def results_table(rows: list[dict[str, Any]]) -> Table:
     for name in ["run", "status", "dataset", "generator", "samples", "bits/dim", "kind", "FID", "IS"]:
         table.add_column(name, no_wrap=name != "generator")
     for row in rows:
-        table.add_row(str(row["run_id"]), row["status"], row["dataset"], row["generator_label"], str(row["samples"]),
-                      _number(row["bits_per_dim"]), row["likelihood"] or "none",
-                      _number(row["fid"]), _number(row["inception_score"]))
+        table.add_row(*map(cell, [
+            row["run_id"], row["status"], row["dataset"], row["generator_label"], row["samples"],
+            _number(row["bits_per_dim"]), row["likelihood"] or "none", _number(row["fid"]),
+            _number(row["inception_score"]),
+        ]))
     return table

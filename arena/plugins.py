@@ -25,6 +25,7 @@ from .dataset import Dataset
 from .defense import Defense
 from .errors import ArenaError, PluginError, UnknownPluginError
 from .generator import Generator
+from .text import has_controls
 
 ENTRY_POINT_GROUP = "arena"
 DISTRIBUTION = "arena-bench"
@@ -148,6 +149,12 @@ class Registry:
         if cls.kind != kind:
             raise PluginError(f"{cls.__qualname__} is a {cls.kind}, registered as a {kind}")
         cls.validate_class()
+        for what, value in (("package name", source.package), ("version", source.version)):
+            if has_controls(value):
+                raise PluginError(
+                    f"{kind} {cls.name!r}: the {what} {value!r} holds control characters; the host records "
+                    "only printable names and versions"
+                )
         existing = self.plugins[kind].get(cls.name)
         if existing is not None and existing.cls is not cls:
             self.duplicates.setdefault((kind, cls.name), [existing.source]).append(source)

@@ -8,6 +8,8 @@ from typing import Callable, Iterator
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from .text import markup
+
 Advance = Callable[..., None]
 
 
@@ -40,15 +42,16 @@ class Reporter:
 
     @contextlib.contextmanager
     def task(self, description: str, total: int) -> Iterator[Advance]:
-        """A progress bar; the yielded ``advance(steps=1, status="")`` moves it."""
+        """A progress bar; the yielded ``advance(steps=1, status="")`` moves it. The description
+        and status are shown as plain text (they often name plugins)."""
         if self._progress is None:
             yield lambda steps=1, status="": None
             return
-        task_id = self._progress.add_task(description, total=total, status="")
+        task_id = self._progress.add_task(markup(description), total=total, status="")
         progress = self._progress
 
         def advance(steps: int = 1, status: str = "") -> None:
-            progress.update(task_id, advance=steps, status=status)
+            progress.update(task_id, advance=steps, status=markup(status))
 
         try:
             yield advance
@@ -56,8 +59,12 @@ class Reporter:
             progress.update(task_id, completed=total)
 
     def log(self, message: str) -> None:
-        """A line above the bars (or on stderr) for the user."""
-        self.console.print(message, highlight=False)
+        """A line above the bars (or on stderr) for the user, shown as plain text."""
+        self.console.print(markup(message), highlight=False)
+
+    def warn(self, message: str) -> None:
+        """A warning above the bars (or on stderr): ``warning:`` and ``message`` as plain text."""
+        self.console.print(f"[yellow]warning:[/] {markup(message)}", highlight=False)
 
 
 def quiet() -> Reporter:

@@ -1,19 +1,25 @@
 """Pictures as PNG bytes: a view's figure (heat map, curves, intervals) and adversarial examples.
 
 Uses matplotlib's object-oriented API with the Agg canvas, so nothing depends on a display or on
-pyplot's global state.
+pyplot's global state. Labels often carry plugin text (names, hyperparameter values): they go
+through :func:`arena.text.plot_text`, and figures are drawn without TeX, so no label is ever
+read as mathtext or LaTeX.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib import rc_context
 from matplotlib.colors import LinearSegmentedColormap
 from matplotlib.figure import Figure as Canvas
 from matplotlib.ticker import PercentFormatter
+
+from arena.text import plot_text
 
 from .render import HEAT_STOPS, Figure, View, format_value, heat_colour, ink_on
 
@@ -24,6 +30,18 @@ HEAT_MAP = LinearSegmentedColormap.from_list(
 SIDE_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b")
 
 
+def _plain_text(draw):
+    """Draw with TeX off whatever the user's matplotlibrc says: labels are plain text."""
+
+    @functools.wraps(draw)
+    def drawn(*args, **kwargs):
+        with rc_context({"text.usetex": False}):
+            return draw(*args, **kwargs)
+
+    return drawn
+
+
+@_plain_text
 def figure_png(view: View) -> bytes | None:
     """The view's figure as PNG, or None when it has none (or no rows to draw)."""
     figure = view.figure
@@ -45,7 +63,7 @@ def _values(view: View, keys: list[str]) -> np.ndarray:
 
 def _names(view: View, keys: list[str]) -> list[str]:
     names = {column.key: column.name for column in view.columns}
-    return [names.get(key, key) for key in keys]
+    return [plot_text(names.get(key, key)) for key in keys]
 
 
 def _heatmap(view: View, figure: Figure) -> bytes:
@@ -55,14 +73,14 @@ def _heatmap(view: View, figure: Figure) -> bytes:
     axes = canvas.subplots()
     image = axes.imshow(np.ma.masked_invalid(values), cmap=HEAT_MAP, vmin=0.0, vmax=1.0, aspect="auto")
     axes.set_xticks(range(columns), _names(view, figure.columns), rotation=30, ha="right")
-    axes.set_yticks(range(rows), [str(row[figure.label]) for row in view.rows])
+    axes.set_yticks(range(rows), [plot_text(row[figure.label]) for row in view.rows])
     if rows * columns <= 400:  # numbers stay legible up to about 20 x 20 cells
         for (i, j), value in np.ndenumerate(values):
             if not np.isnan(value):
                 axes.text(j, i, format_value(value, "percent"), ha="center", va="center", fontsize=8,
                           color=ink_on(heat_colour(value)))
-    axes.set_xlabel(figure.x_label)
-    axes.set_ylabel(figure.y_label)
+    axes.set_xlabel(plot_text(figure.x_label))
+    axes.set_ylabel(plot_text(figure.y_label))
     canvas.colorbar(image, ax=axes, format=PercentFormatter(1.0), label="robust accuracy")
     return _png(canvas)
 
@@ -72,11 +90,11 @@ def _lines(view: View, figure: Figure) -> bytes:
     canvas = Canvas(figsize=(5.6, 3.8))
     axes = canvas.subplots()
     for row, line in zip(view.rows, values):
-        axes.plot(figure.x, line, marker="o", label=str(row[figure.label]))
+        axes.plot(figure.x, line, marker="o", label=plot_text(row[figure.label]))
     axes.set_ylim(-0.02, 1.02)
     axes.yaxis.set_major_formatter(PercentFormatter(1.0))
-    axes.set_xlabel(figure.x_label)
-    axes.set_ylabel(figure.y_label)
+    axes.set_xlabel(plot_text(figure.x_label))
+    axes.set_ylabel(plot_text(figure.y_label))
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8, loc="best")
     return _png(canvas)
@@ -96,9 +114,10 @@ def _intervals(view: View, figure: Figure) -> bytes:
     for index, side in enumerate(sides):
         mine = np.array([str(row.get("side", "")) == side for row in rows])
         axes.errorbar(value[mine], positions[mine], xerr=[value[mine] - low[mine], high[mine] - value[mine]],
-                      fmt="o", capsize=3, color=SIDE_COLOURS[index % len(SIDE_COLOURS)], label=side or None)
-    axes.set_yticks(positions, [str(row[figure.label]) for row in rows])
-    axes.set_xlabel(figure.x_label)
+                      fmt="o", capsize=3, color=SIDE_COLOURS[index % len(SIDE_COLOURS)],
+                      label=plot_text(side) if side else None)
+    axes.set_yticks(positions, [plot_text(row[figure.label]) for row in rows])
+    axes.set_xlabel(plot_text(figure.x_label))
     axes.grid(axis="x", alpha=0.3)
     if len(sides) > 1:
         axes.legend(fontsize=8, loc="lower right")
@@ -117,6 +136,7 @@ def picture_png(value: Any) -> bytes | None:
     return examples_png(path)
 
 
+@_plain_text
 def examples_png(path: str | Path, title: str = "") -> bytes:
     """Clean, adversarial and amplified perturbation for each example a run kept.
 
@@ -147,7 +167,7 @@ def examples_png(path: str | Path, title: str = "") -> bytes:
         for row, name in enumerate(("clean", "adversarial", "perturbation")):
             grid[row, 0].text(-0.15, 0.5, name, transform=grid[row, 0].transAxes, ha="right", va="center", fontsize=8)
     if title:
-        canvas.suptitle(title, fontsize=9)
+        canvas.suptitle(plot_text(title), fontsize=9)
     return _png(canvas)
 
 

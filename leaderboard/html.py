@@ -8,10 +8,11 @@ section with its figure (if any) and a sortable table; buttons show one track at
 from __future__ import annotations
 
 import base64
-import html
 import json
 import re
 from typing import Any
+
+from arena.text import html_text
 
 from .figures import figure_png, picture_png
 from .render import Column, View, format_cell, heat_colour, ink_on
@@ -164,8 +165,8 @@ def _data_uri(png: bytes) -> str:
 
 
 def _text(value: Any) -> str:
-    return html.escape(str(value), quote=False)
+    return html_text(value)
 
 
 def _attr(value: Any) -> str:
-    return html.escape(str(value), quote=True)
+    return html_text(value, quote=True)

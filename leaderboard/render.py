@@ -4,6 +4,9 @@ A :class:`View` is a titled table plus what a renderer needs to know about it: w
 belongs to, notes, which columns carry a colour scale or an interval, and optionally a
 :class:`Figure` drawn from its own rows (the HTML page draws figures; text formats leave them
 out). Renderers know nothing about any particular view, so a new view slots into every format.
+
+Titles, notes, column names and cells often carry plugin text (names, hyperparameter values),
+so every renderer escapes them for its format through :mod:`arena.text`.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from rich.console import Group
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
+
+from arena.text import csv_field, markdown, visible
 
 #: The track of a view that names none, by its table.
 TABLE_TRACKS = {"defenses": "robustness", "attacks": "attacks", "generators": "generative"}
@@ -149,8 +154,8 @@ def render_rich(views: list[View], width: int = 80) -> list[Group]:
         pages = _column_pages(view, width)
         for number, columns in enumerate(pages):
             title = view.title if number == 0 else f"{view.title} (continued)"
-            notes = [Text(note, style="dim") for note in view.notes] if number == len(pages) - 1 else []
-            rendered.append(Group(Text(title, style="bold italic"), _rich_table(view, columns), *notes))
+            notes = [Text(visible(note), style="dim") for note in view.notes] if number == len(pages) - 1 else []
+            rendered.append(Group(Text(visible(title), style="bold italic"), _rich_table(view, columns), *notes))
     return rendered
 
 
@@ -158,7 +163,7 @@ def _rich_table(view: View, columns: list[Column]) -> Table:
     table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     for column in columns:
         justify = "left" if column.kind == "text" else "right"
-        table.add_column(Text(column.name), justify=justify, no_wrap=column.kind != "text")
+        table.add_column(Text(visible(column.name)), justify=justify, no_wrap=column.kind != "text")
     for row in view.rows:
         table.add_row(*(_rich_cell(row, column) for column in columns))
     return table
@@ -179,7 +184,8 @@ def _column_pages(view: View, width: int) -> list[list[Column]]:
     rest = columns[len(labels):]
 
     def needed(column: Column) -> int:
-        natural = max([cell_len(column.name), *(cell_len(format_cell(row, column)) for row in view.rows)])
+        cells = (visible(format_cell(row, column)) for row in view.rows)
+        natural = max([cell_len(visible(column.name)), *(cell_len(text) for text in cells)])
         return 1 + (min(natural, _WRAPPED_TEXT) if column.kind == "text" else natural)
 
     room = width - 2  # the table's edges
@@ -197,7 +203,7 @@ def _column_pages(view: View, width: int) -> list[list[Column]]:
 
 
 def _rich_cell(row: dict[str, Any], column: Column) -> Text:
-    text = format_cell(row, column)
+    text = visible(format_cell(row, column))
     value = row.get(column.key)
     if column.heat and isinstance(value, (int, float)):
         background = heat_colour(value)
@@ -211,13 +217,13 @@ def render_markdown(views: list[View]) -> str:
     parts = []
     for view in views:
         columns = _shown(view)
-        header = "| " + " | ".join(c.name for c in columns) + " |"
+        header = "| " + " | ".join(markdown(c.name) for c in columns) + " |"
         rule = "|" + "|".join("---" if c.kind == "text" else "---:" for c in columns) + "|"
-        lines = [f"### {view.title}", ""]
-        lines += [f"_{note}_" for note in view.notes] + ([""] if view.notes else [])
+        lines = [f"### {markdown(view.title)}", ""]
+        lines += [f"_{markdown(note)}_" for note in view.notes] + ([""] if view.notes else [])
         lines += [header, rule]
         for row in view.rows:
-            cells = (format_cell(row, c).replace("|", "\\|") for c in columns)
+            cells = (markdown(format_cell(row, c)) for c in columns)
             lines.append("| " + " | ".join(cells) + " |")
         parts.append("\n".join(lines))
     return "\n\n".join(parts) + "\n"
@@ -233,14 +239,14 @@ def render_csv(views: list[View]) -> str:
             _extend(keys, [column.key, *(column.interval or ())])
     fields = ["table", *group_keys, *(k for k in keys if k not in group_keys)]
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([csv_field(name) for name in fields])
     for view in views:
         for row in view.rows:
             record = {"table": view.table, **view.group}
             for key, value in row.items():
                 record[key] = ";".join(map(str, value)) if isinstance(value, (list, tuple)) else value
-            writer.writerow(record)
+            writer.writerow([csv_field(record.get(name, "")) for name in fields])
     return buffer.getvalue()
 
 

@@ -59,7 +59,7 @@ def test_shipped_datasets(dataset, sizes, levels):
 def test_tampered_checkpoint_is_rejected_and_rebuilt(tmp_path):
     messages = []
     reporter = Reporter(enabled=False)
-    reporter.log = messages.append
+    reporter.log = reporter.warn = messages.append
     cache = ModelCache(tmp_path, reporter)
     trained = []
 

@@ -140,8 +140,10 @@ def robustness_rows(
     defaults = functools.lru_cache(maxsize=None)(functools.partial(_defaults, registry))
     result_fields = {c.name for c in results.columns}
     rows = []
+    names = list(query.selected_columns.keys())
     with store.session() as session:
-        for record in session.execute(query).mappings():
+        for values in session.execute(query):
+            record = dict(zip(names, values))
             if not store.readable(record["id"], record):
                 continue
             run = SimpleNamespace(**{k: v for k, v in record.items() if k not in result_fields})

@@ -348,6 +348,8 @@ class Store:
 
     def readable(self, run_id: Any, values: Mapping[str, Any]) -> bool:
         """Whether every value of a row could be decoded; if not, warn once that the run is skipped."""
+        if not any(value.__class__ is Undecodable for value in values.values()):
+            return True
         bad = undecodable(values)
         if bad:
             self._warn_once(f"{self.describe(run_id, bad)}; skipped ({CHECK_HINT})")
@@ -510,17 +512,18 @@ class Store:
                     reading = table.name
                     found.rows[table.name] = 0
                     order = [table.c[key], *([table.c["index"]] if table is Sample.__table__ else [])]
+                    names = [column.name for column in table.columns]
+                    what = (" ({})" if table is Sample.__table__ else
+                            "" if table is Run.__table__ else f" ({table.name.replace('_', ' ').removesuffix('s')})")
                     rows = session.execute(select(table).order_by(*order), execution_options={"yield_per": 5000})
-                    for row in rows.mappings():
+                    for values in rows:
                         found.rows[table.name] += 1
-                        bad = undecodable(row)
-                        if bad:
-                            where = f" (sample {row['index']})" if table is Sample.__table__ else ""
-                            if table is not Run.__table__:
-                                where = where or f" ({table.name.replace('_', ' ').removesuffix('s')})"
-                            found.problems.append(self.describe(row[key], bad, where))
-                        if table is Run.__table__ and isinstance(row["artifacts"], dict):
-                            found.artifacts += [(row["id"], role, path) for role, path in row["artifacts"].items()]
+                        if any(value.__class__ is Undecodable for value in values):
+                            row = dict(zip(names, values))
+                            where = what.format(f"sample {row['index']}") if table is Sample.__table__ else what
+                            found.problems.append(self.describe(row[key], undecodable(row), where))
+                        if table is Run.__table__ and isinstance(artifacts := values[names.index("artifacts")], dict):
+                            found.artifacts += [(values[0], role, path) for role, path in artifacts.items()]
         except StoreError as exc:
             found.stopped = f"reading {reading}: {_scrub(str(getattr(exc.__context__, 'orig', exc)), self.url)}"
         return found

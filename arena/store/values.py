@@ -72,14 +72,22 @@ class _Checked(TypeDecorator):
         """The decoded value as Arena uses it; raise :class:`BadValue` if it cannot be used."""
         return value
 
+    #: Raw values of these classes are used as they are where the dialect does not decode the
+    #: column itself: the common case costs one class test (the leaderboard reads many rows).
+    passes: tuple[type, ...] = ()
+
     def result_processor(self, dialect, coltype) -> Callable[[Any], Any]:
         # Called on the dialect's copy of this type, whose impl is the dialect's own type.
         decode = self.impl_instance.result_processor(dialect, coltype)
         check = self.check
+        decodes_null = self._decodes_null
+        passes = frozenset(self.passes) if decode is None else frozenset()
 
         def process(raw: Any) -> Any:
             if raw is None:
-                return check(None) if self._decodes_null else None
+                return check(None) if decodes_null else None
+            if raw.__class__ in passes:
+                return raw
             try:
                 return check(decode(raw) if decode is not None else raw)
             except BadValue as exc:
@@ -98,6 +106,7 @@ class _Checked(TypeDecorator):
 class CheckedString(_Checked):
     impl = String
     cache_ok = True
+    passes = (str,)
 
     def check(self, value: Any) -> Any:
         if not isinstance(value, str):
@@ -113,6 +122,7 @@ class CheckedText(CheckedString):
 class CheckedInteger(_Checked):
     impl = Integer
     cache_ok = True
+    passes = (int,)
 
     def check(self, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -123,6 +133,7 @@ class CheckedInteger(_Checked):
 class CheckedFloat(_Checked):
     impl = Float
     cache_ok = True
+    passes = (float,)
 
     def check(self, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -137,10 +148,10 @@ class CheckedBoolean(_Checked):
     def result_processor(self, dialect, coltype) -> Callable[[Any], Any]:
         # Judge what is stored (SQLite has no booleans: 0 or 1), not what bool() makes of it.
         def process(raw: Any) -> Any:
-            if raw is None or isinstance(raw, bool):
+            if raw is None or raw.__class__ is bool:
                 return raw
-            if isinstance(raw, numbers.Integral) and raw in (0, 1):
-                return bool(raw)
+            if raw.__class__ is int and (raw == 0 or raw == 1):
+                return raw == 1
             return Undecodable(raw, f"holds {_kind(raw)}, not true or false")
 
         return process
@@ -157,6 +168,7 @@ class CheckedDateTime(_Checked):
 class CheckedBinary(_Checked):
     impl = LargeBinary
     cache_ok = True
+    passes = (bytes,)
 
     def check(self, value: Any) -> Any:
         if isinstance(value, (bytearray, memoryview)):

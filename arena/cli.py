@@ -77,11 +77,18 @@ def _warn_problems(registry: Registry) -> None:
         stderr.print(f"[yellow]warning:[/] plugin not loaded: {markup(problem)}", highlight=False)
 
 
-def _store(db_url: str | None):
+def _warn(message: str) -> None:
+    """A one-line warning on standard error (a skipped row, an unreadable file)."""
+    stderr.print(f"[yellow]warning:[/] {markup(message)}", highlight=False, soft_wrap=True)
+
+
+def _store(db_url: str | None, writes: bool = True):
+    """The results database; ``writes=False`` for commands that only read it, which can still
+    read a damaged database (with a warning) that writing commands refuse."""
     from .config import database_url
     from .store import open_store
 
-    return open_store(database_url(db_url))
+    return open_store(database_url(db_url), writes=writes, warn=_warn)
 
 
 def _split(values: tuple[str, ...]) -> list[str]:
@@ -348,12 +355,13 @@ def leaderboard(dataset, norm, eps_text, track, include_flagged, fmt, output, db
     filters = Filters(dataset, norm, tuple(_parse_eps(eps_text) or ()), track)
     if fmt == "html" and not output:
         raise InvalidInputError("--format html writes a folder: add -o DIR (e.g. -o site/)")
-    store = _store(db_url)
+    store = _store(db_url, writes=False)
     rows = []
     if filters.wants(ROBUSTNESS_TRACKS):
         stored = robustness_rows(store, _registry(), dataset=dataset, norm=norm, eps=filters.eps)
         rows = [row for row in stored if filters.matches(row)]
     outcomes = store.sample_outcomes([row["run_id"] for row in rows])
+    rows = [row for row in rows if row["run_id"] in outcomes]  # the store warned of any it could not read
     board_views = robustness_views(rows, outcomes, include_flagged, examples=fmt == "html")
     board_views += generative_views(generative_rows(store, _registry(), dataset=dataset))
     board_views = filters.select(board_views)
@@ -390,7 +398,7 @@ def _write_page(board_views, folder: str, summary: str) -> None:
         raise InvalidInputError(f"-o {folder}: --format html writes index.html into a folder, and this is a file")
     target.mkdir(parents=True, exist_ok=True)
     page = target / "index.html"
-    page.write_text(render_html(board_views, summary=summary), encoding="utf-8")
+    page.write_text(render_html(board_views, summary=summary, warn=_warn), encoding="utf-8")
     stdout.print(str(page), highlight=False, soft_wrap=True, markup=False)
 
 
@@ -412,7 +420,7 @@ def results(as_json, include_failed, dataset, db_url) -> None:
     from .generative_report import results_table
     from .results import generative_rows, robustness_rows
 
-    store, registry = _store(db_url), _registry()
+    store, registry = _store(db_url, writes=False), _registry()
     rows = robustness_rows(store, registry, dataset=dataset, include_failed=include_failed or as_json)
     generated = generative_rows(store, registry, dataset=dataset, include_failed=include_failed or as_json)
     if as_json:
@@ -448,7 +456,7 @@ def show(run_id, db_url) -> None:
     """Show one run in detail."""
     from .results import result_row
 
-    store = _store(db_url)
+    store = _store(db_url, writes=False)
     run = store.get_run(run_id)
     if run is None:
         raise InvalidInputError(f"no run {run_id} in the database: list them with `arena results`")
@@ -545,18 +553,18 @@ def _picture_examples(run) -> None:
     examples = (run.artifacts or {}).get("examples")
     if not examples or run.robustness is None:
         return
-    from pathlib import Path
-
     from arena_leaderboard.figures import save_examples_png
 
-    if not Path(examples).is_file():
-        stderr.print(f"[yellow]warning:[/] the examples file {markup(examples)} is gone; `arena run ... --force` "
-                     "writes it again", highlight=False)
-        return
+    from .artifacts import UnreadableArtifact
+
     result = run.robustness
     title = f"{result.attack} vs {result.defense} · {result.norm} eps={result.eps:g}"
-    stdout.print(f"Examples: {terminal_safe(save_examples_png(examples, title))}", highlight=False, soft_wrap=True,
-                 markup=False)
+    try:
+        picture = save_examples_png(examples, title)
+    except UnreadableArtifact as exc:
+        _warn(f"run {run.id}: {exc}; no picture of its examples (`arena run ... --force` writes it again)")
+        return
+    stdout.print(f"Examples: {terminal_safe(picture)}", highlight=False, soft_wrap=True, markup=False)
 
 
 @cli.command()
@@ -599,6 +607,89 @@ def check(run_id, samples, device, db_url) -> None:
             stdout.print(f"[yellow]flagged[/] {markup(flag['code'])}: {markup(flag['message'])}", highlight=False)
     else:
         stdout.print("no problems found")
+
+
+@cli.group()
+def db() -> None:
+    """Look after the results database."""
+
+
+#: Problems listed per part of `arena db check`; the rest are counted.
+LISTED_PROBLEMS = 50
+
+
+@db.command("check")
+@db_option
+def db_check(db_url) -> None:
+    """Check the results database and the files its runs point to; exit 1 if anything is wrong.
+
+    Runs SQLite's integrity_check over every page (SQLite files only), reads every stored value
+    as Arena decodes it, and reads every examples file and picture. Nothing is changed.
+    """
+    from .artifacts import UnreadableArtifact, check_artifact
+    from .config import database_url
+    from .errors import StoreError
+    from .store import integrity_check, open_store, shown_url, sqlite_path
+
+    url = database_url(db_url)
+    path = sqlite_path(url)
+    if path is not None and not path.is_file():
+        raise InvalidInputError(f"no database at {path}: pass the --db of an existing one")
+    stdout.print(f"Database: {shown_url(url)}", highlight=False, markup=False, soft_wrap=True)
+    problems = 0
+    if path is not None:
+        found = integrity_check(path)
+        problems += len(found)
+        _report("pages", "SQLite's integrity_check: ok" if not found else
+                f"SQLite's integrity_check found {_count(len(found), 'problem')}", found)
+    else:
+        stdout.print("pages: not checked: SQLite's integrity_check is for SQLite files only", highlight=False)
+    try:
+        store = open_store(url, writes=False, warn=lambda message: None)  # the checks below say it all
+    except StoreError as exc:
+        stdout.print(f"rows: not read: {exc}", highlight=False, markup=False, soft_wrap=True)
+        problems += 1
+    else:
+        scan = store.scan()
+        read = ", ".join(f"{_count(n, table.replace('_', ' ').removesuffix('s'))}" for table, n in scan.rows.items())
+        summary = (f"{read}: every value readable" if not scan.problems else
+                   f"{read}: {_count(len(scan.problems), 'row')} with values that cannot be decoded "
+                   "(every command skips them)")
+        if scan.stopped:
+            summary = f"stopped {scan.stopped}; before that: {summary}"
+            problems += 1
+        _report("rows", summary, scan.problems)
+        problems += len(scan.problems)
+        unreadable = []
+        for run_id, role, file in scan.artifacts:
+            try:
+                check_artifact(file)
+            except UnreadableArtifact as exc:
+                unreadable.append(f"run {run_id}: {role}: {exc}")
+        problems += len(unreadable)
+        _report("files", f"{_count(len(scan.artifacts), 'file')} of stored runs: " +
+                ("all readable" if not unreadable else f"{len(unreadable)} missing or unreadable "
+                 "(`arena run ... --force` writes a run's files again)"), unreadable)
+    if problems:
+        stdout.print(f"{_count(problems, 'problem')} found", highlight=False)
+        if path is not None:
+            stdout.print(f"Stored rows are never rewritten by Arena: restore a backup of {path} (the store keeps "
+                         f"{path.name}.schema-REV.bak before each migration), or fix the rows listed with sqlite3.",
+                         highlight=False, markup=False, soft_wrap=True)
+        sys.exit(1)
+    stdout.print("no problems found")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'s' * (n != 1)}"
+
+
+def _report(part: str, summary: str, problems: list[str]) -> None:
+    stdout.print(f"{part}: {summary}", highlight=False, markup=False, soft_wrap=True)
+    for line in problems[:LISTED_PROBLEMS]:
+        stdout.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
+    if len(problems) > LISTED_PROBLEMS:
+        stdout.print(f"  ... and {len(problems) - LISTED_PROBLEMS:,} more", highlight=False)
 
 
 @cli.command()

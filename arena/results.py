@@ -119,7 +119,8 @@ def robustness_rows(
     a flat row, oldest first.
 
     Read with one plain SELECT over the two tables rather than as ORM objects: the leaderboard
-    reads thousands of rows at a time.
+    reads thousands of rows at a time. A run with a value that cannot be decoded is left out,
+    with a warning (``Store.readable``).
     """
     runs, results = Run.__table__, RobustnessResult.__table__
     query = (
@@ -139,8 +140,12 @@ def robustness_rows(
     defaults = functools.lru_cache(maxsize=None)(functools.partial(_defaults, registry))
     result_fields = {c.name for c in results.columns}
     rows = []
+    names = list(query.selected_columns.keys())
     with store.session() as session:
-        for record in session.execute(query).mappings():
+        for values in session.execute(query):
+            record = dict(zip(names, values))
+            if not store.readable(record["id"], record):
+                continue
             run = SimpleNamespace(**{k: v for k, v in record.items() if k not in result_fields})
             run.robustness = SimpleNamespace(**{k: v for k, v in record.items() if k in result_fields})
             rows.append(robustness_row(run, defaults=defaults))  # type: ignore[arg-type]

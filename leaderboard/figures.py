@@ -19,6 +19,7 @@ from matplotlib.colors import LinearSegmentedColormap
 from matplotlib.figure import Figure as Canvas
 from matplotlib.ticker import PercentFormatter
 
+from arena.artifacts import read_examples, read_png
 from arena.text import plot_text
 
 from .render import HEAT_STOPS, Figure, View, format_value, heat_colour, ink_on
@@ -125,14 +126,14 @@ def _intervals(view: View, figure: Figure) -> bytes:
 
 
 def picture_png(value: Any) -> bytes | None:
-    """The picture an ``image`` cell points to: a PNG file, or a run's stored examples."""
+    """The picture an ``image`` cell points to: a PNG file, or a run's stored examples; ``None``
+    where the cell has none. Raises ``arena.artifacts.UnreadableArtifact`` where the file is
+    missing or damaged."""
     if not value:
         return None
     path = Path(value)
-    if not path.is_file():
-        return None
     if path.suffix == ".png":
-        return path.read_bytes()
+        return read_png(path)
     return examples_png(path)
 
 
@@ -144,9 +145,7 @@ def examples_png(path: str | Path, title: str = "") -> bytes:
     ``adv_pred``). The perturbation is scaled per image so its largest pixel change reaches full
     contrast (grey is no change), which makes even a tiny eps visible.
     """
-    from safetensors.numpy import load_file
-
-    examples = load_file(str(path))
+    examples = read_examples(path)  # raises UnreadableArtifact, saying why, for a missing or damaged file
     clean, adversarial = examples["x"], examples["x_adv"]
     count = len(clean)
     canvas = Canvas(figsize=(max(1.3 * count, 3.0), 4.3))

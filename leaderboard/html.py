@@ -10,7 +10,9 @@ from __future__ import annotations
 import base64
 import json
 import re
-from typing import Any
+from typing import Any, Callable
+
+from arena.artifacts import UnreadableArtifact
 
 from arena.text import html_text
 
@@ -87,8 +89,12 @@ document.querySelectorAll("nav button").forEach(b => b.addEventListener("click",
 """
 
 
-def render_html(views: list[View], title: str = "Arena leaderboard", summary: str = "") -> str:
-    """The whole page as one string (without the export-only views)."""
+def render_html(views: list[View], title: str = "Arena leaderboard", summary: str = "",
+                warn: Callable[[str], None] | None = None) -> str:
+    """The whole page as one string (without the export-only views).
+
+    A picture whose file is missing or damaged is left out of its cell; ``warn`` hears of each.
+    """
     views = [view for view in views if not view.export_only]
     tracks = list(dict.fromkeys(track for view in views for track in view.tracks))
     buttons = "".join(
@@ -96,7 +102,7 @@ def render_html(views: list[View], title: str = "Arena leaderboard", summary: st
         for t in ["all", *tracks]
     )
     contents = "".join(f'<li><a href="#view-{i}">{_text(view.title)}</a></li>' for i, view in enumerate(views, 1))
-    sections = "\n".join(_section(i, view) for i, view in enumerate(views, 1))
+    sections = "\n".join(_section(i, view, warn) for i, view in enumerate(views, 1))
     if not views:
         sections = '<p class="empty">No results yet: run e.g. <code>arena run --attack fgsm --defense advtrain</code>.</p>'
     return f"""<!doctype html>
@@ -120,10 +126,10 @@ def render_html(views: list[View], title: str = "Arena leaderboard", summary: st
 """
 
 
-def _section(number: int, view: View) -> str:
+def _section(number: int, view: View, warn: Callable[[str], None] | None = None) -> str:
     parts = [f"<h2>{_text(view.title)}</h2>"]
     parts += [f'<p class="note">{_text(note)}</p>' for note in view.notes]
-    body = [_table(view)]
+    body = [_table(view, warn)]
     picture = figure_png(view)
     if picture is not None:
         body.append(f'<figure><img alt="{_attr("Figure: " + view.title)}" src="{_data_uri(picture)}"></figure>')
@@ -133,19 +139,25 @@ def _section(number: int, view: View) -> str:
             f'data-tracks="{_attr(" ".join(view.tracks))}">{"".join(parts)}</section>')
 
 
-def _table(view: View) -> str:
+def _table(view: View, warn: Callable[[str], None] | None = None) -> str:
     header = "".join(
         f'<th scope="col" data-key="{_attr(c.key)}" data-type="{"number" if c.numeric else "text"}">{_text(c.name)}</th>'
         for c in view.columns
     )
-    body = "".join("<tr>" + "".join(_cell(row, c) for c in view.columns) + "</tr>" for row in view.rows)
+    body = "".join("<tr>" + "".join(_cell(row, c, warn) for c in view.columns) + "</tr>" for row in view.rows)
     return f'<table class="sortable"><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def _cell(row: dict[str, Any], column: Column) -> str:
+def _cell(row: dict[str, Any], column: Column, warn: Callable[[str], None] | None = None) -> str:
     value = row.get(column.key)
     if column.kind == "image":
-        picture = picture_png(value)
+        try:
+            picture = picture_png(value)
+        except UnreadableArtifact as exc:
+            if warn is not None:
+                run = f"run {row['run']}: " if row.get("run") is not None else ""
+                warn(f"{run}{exc}; left out of the page (`arena run ... --force` writes it again)")
+            return '<td class="empty">unreadable</td>'
         if picture is None:
             return "<td>—</td>"
         return f'<td><img alt="{_attr(column.name)}" src="{_data_uri(picture)}"></td>'

@@ -5,29 +5,55 @@ with ``BEGIN IMMEDIATE`` so that concurrent writers queue on the lock instead of
 "database is locked" when a read turns into a write. A file that is not an Arena database is
 refused before anything is written to it, and an older schema is migrated forward (after a
 backup copy) with Alembic.
+
+A database that fails SQLite's ``PRAGMA quick_check`` is never written to: a command that means
+to write refuses it at open, one that only reads reads what SQLite can still read. Rows are
+decoded through the checked column types of :mod:`.values`; a run with a value that cannot be
+decoded is left out of what the store returns, with a one-line warning naming it, and
+``arena db check`` (:func:`integrity_check`, :meth:`Store.scan`) lists every such row.
+Database URLs are shown with their password masked (:func:`shown_url`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import sqlite3
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, event, inspect, select
+from sqlalchemy import create_engine, event, inspect, select, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import StoreError
 from .schema import GenerativeResult, RobustnessResult, Run, Sample
+from .values import Undecodable, undecodable
 
-__all__ = ["GenerativeResult", "RobustnessResult", "Run", "Sample", "Store", "open_store"]
+__all__ = [
+    "GenerativeResult",
+    "RobustnessResult",
+    "Run",
+    "Sample",
+    "Scan",
+    "Store",
+    "UnreadableRun",
+    "integrity_check",
+    "open_store",
+    "shown_url",
+    "sqlite_path",
+]
+
+#: What a warning about a skipped row tells the user to do.
+CHECK_HINT = "arena db check lists such rows"
 
 BUSY_TIMEOUT_MS = 60_000
 
@@ -73,77 +99,176 @@ def head_revision() -> str:
     return ScriptDirectory.from_config(_alembic_config()).get_current_head()
 
 
-def _sqlite_path(url: str) -> Path | None:
-    parsed = make_url(url)
+class UnreadableRun(StoreError):
+    """A stored run with a value that cannot be decoded, asked for by id or key."""
+
+
+def shown_url(url: str) -> str:
+    """``url`` as it may be printed: any password replaced by ``***``."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy can parse: mask what looks like user:password@
+        return re.sub(r"^([^:/]*://[^:/@]*:)[^/]*@", r"\1***@", url)
+
+
+def _password(url: str) -> str | None:
+    try:
+        password = make_url(url).password
+    except Exception:
+        match = re.match(r"^[^:/]*://[^:/@]*:([^/]*)@", url)
+        password = match.group(1) if match else None
+    return str(password) if password else None
+
+
+def _scrub(text: str, url: str) -> str:
+    """``text`` (an error message) on one line, without the URL's password in any form."""
+    text = (text.strip().splitlines() or [""])[0]
+    password = _password(url)
+    if password:
+        from urllib.parse import quote, quote_plus
+
+        for form in {password, quote(password, safe=""), quote_plus(password)}:
+            text = text.replace(form, "***")
+    return text
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of an SQLite URL (``None`` for other databases and in-memory SQLite)."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise StoreError(f"cannot use database URL {shown_url(url)!r}: {_scrub(str(exc), url)}") from None
     if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
         return None
     return Path(parsed.database)
 
 
-def _check_sqlite_file(path: Path) -> None:
-    """Refuse a corrupt or foreign file before any connection could write to it."""
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+
+
+def _check_result(rows: list[tuple[Any, ...]]) -> list[str]:
+    """The problems an ``integrity_check``/``quick_check`` reported (none when it says ok)."""
+    lines = [str(row[0]) for row in rows]
+    if lines == ["ok"]:
+        return []
+    return [line for text in lines for line in text.splitlines() if line and not line.startswith("*** in database")]
+
+
+def _check_sqlite_file(path: Path) -> list[str]:
+    """Refuse a foreign or unreadable file before any connection could write to it; return
+    what SQLite's ``quick_check`` finds wrong with an Arena database (nothing when healthy)."""
     if not path.exists() or path.stat().st_size == 0:
-        return
+        return []
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        with contextlib.closing(_connect_read_only(path)) as conn:
             tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if tables and "alembic_version" not in tables:
+                listed = ", ".join(sorted(tables)[:5])
+                raise StoreError(
+                    f"{path} is a database of something else (tables: {listed}); it was left untouched: "
+                    "pass another --db"
+                )
+            try:
+                return _check_result(conn.execute("PRAGMA quick_check(20)").fetchall())
+            except sqlite3.DatabaseError as exc:
+                return [str(exc)]
     except sqlite3.DatabaseError as exc:
         raise StoreError(
             f"{path} is not a readable SQLite database ({exc}); it was left untouched: move it "
             "aside or pass another --db"
         ) from None
-    if tables and "alembic_version" not in tables:
-        listed = ", ".join(sorted(tables)[:5])
-        raise StoreError(
-            f"{path} is a database of something else (tables: {listed}); it was left untouched: "
-            "pass another --db"
-        )
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def integrity_check(path: Path, limit: int = 100) -> list[str]:
+    """What SQLite's full ``PRAGMA integrity_check`` finds wrong with the file (empty: nothing),
+    read through a read-only connection."""
+    try:
+        with contextlib.closing(_connect_read_only(path)) as conn:
+            return _check_result(conn.execute(f"PRAGMA integrity_check({int(limit)})").fetchall())
+    except sqlite3.DatabaseError as exc:
+        return [str(exc)]
+
+
+def _configure_sqlite(engine: Engine, read_only: bool = False) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:
         dbapi_connection.isolation_level = None  # the "begin" hook below issues BEGIN itself
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = NORMAL")
+        if not read_only:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def _print_warning(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+@dataclass
+class Scan:
+    """What :meth:`Store.scan` found: rows read per table, the values that cannot be decoded
+    (one line each), and the files that readable runs point to as ``(run_id, role, path)``."""
+
+    rows: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    artifacts: list[tuple[int, str, Any]] = field(default_factory=list)
+    #: Why the scan stopped before the end (a page SQLite cannot read), if it did.
+    stopped: str | None = None
 
 
 class Store:
-    """Reads and writes results; the only part of Arena that touches the database."""
+    """Reads and writes results; the only part of Arena that touches the database.
 
-    def __init__(self, url: str) -> None:
+    ``writes``: the caller means to write, so a damaged SQLite database is refused at once
+    (otherwise it is opened read-only with a warning). ``warn`` receives each one-line warning
+    (a skipped row, a damaged file); by default they go to standard error.
+    """
+
+    def __init__(self, url: str, writes: bool = True, warn: Callable[[str], None] | None = None) -> None:
         self.url = url
-        path = _sqlite_path(url)
+        self.warn = warn or _print_warning
+        self._warned: set[str] = set()
+        self.path = path = sqlite_path(url)
+        #: What SQLite's quick_check found wrong with the file at open (empty: nothing).
+        self.damage: list[str] = []
         if path is not None:
-            _check_sqlite_file(path)
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StoreError(f"cannot create the folder for database {path}: {exc.strerror}") from None
+            self.damage = _check_sqlite_file(path)
+            if self.damage:
+                if writes:
+                    raise StoreError(self._refusal())
+                self._warn_once(f"{path} is damaged ({self._damage_summary()}); reading what SQLite can still "
+                                f"read, writing nothing: see `arena db check --db {path}`")
+            else:
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise StoreError(f"cannot create the folder for database {path}: {exc.strerror}") from None
         try:
-            self.engine = create_engine(url)
-        except (SQLAlchemyError, ImportError, ValueError) as exc:
-            raise StoreError(f"cannot use database URL {url!r}: {exc}") from None
+            if self.damage:
+                self.engine = create_engine("sqlite://", creator=lambda: _connect_read_only(path))
+            else:
+                self.engine = create_engine(url)
+        except (SQLAlchemyError, ImportError, ValueError, TypeError) as exc:
+            raise StoreError(f"cannot use database URL {self._where()!r}: {_scrub(str(exc), url)}") from None
         if self.engine.dialect.name == "sqlite":
-            _configure_sqlite(self.engine)
+            _configure_sqlite(self.engine, read_only=bool(self.damage))
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         try:
             self._migrate(path)
         except StoreError:
             raise
         except DBAPIError as exc:
-            raise StoreError(f"cannot open database {self._where()}: {exc.orig}") from None
+            raise StoreError(f"cannot open database {self._where()}: {_scrub(str(exc.orig), url)}") from None
 
     def _where(self) -> str:
-        return make_url(self.url).render_as_string(hide_password=True)
+        return shown_url(self.url)
 
     def _migrate(self, path: Path | None) -> None:
         head = head_revision()
@@ -162,6 +287,8 @@ class Store:
                 raise StoreError(
                     f"{self._where()} was written by a newer Arena (schema {current}); upgrade arena-bench"
                 )
+            if self.damage:
+                raise StoreError(f"{self._refusal()} (it needs migrating to schema {head} before it can be read)")
             if current is not None and path is not None:
                 backup = path.with_name(f"{path.name}.schema-{current}.bak")
                 if not backup.exists():
@@ -181,16 +308,91 @@ class Store:
             with session.begin():
                 yield session
         except DBAPIError as exc:
-            raise StoreError(f"database {self._where()} failed: {exc.orig}") from None
+            message = _scrub(str(exc.orig), self.url)
+            if "malformed" in message:
+                message += ": part of the file cannot be read, see `arena db check`"
+            raise StoreError(f"database {self._where()} failed: {message}") from None
         finally:
             session.close()
+
+    # -- damage -----------------------------------------------------------------------------
+
+    def _damage_summary(self) -> str:
+        first = self.damage[0]
+        more = len(self.damage) - 1
+        return f"SQLite's quick_check: {first}" + (f", and {more} more problem{'s' * (more > 1)}" if more else "")
+
+    def _refusal(self) -> str:
+        path = self.path
+        backups = sorted(path.parent.glob(f"{path.name}.schema-*.bak"), key=lambda p: p.stat().st_mtime)
+        restore = (f"restore {backups[-1]} (the copy made before the last migration) or a backup of your own"
+                   if backups else "restore it from a backup")
+        return (f"{path} is damaged ({self._damage_summary()}); refusing to write to it: {restore}, "
+                f"and see `arena db check --db {path}`")
+
+    def _check_writable(self) -> None:
+        if self.damage:
+            raise StoreError(self._refusal())
+
+    # -- reading rows -----------------------------------------------------------------------
+
+    def _warn_once(self, message: str) -> None:
+        if message not in self._warned:
+            self._warned.add(message)
+            self.warn(message)
+
+    @staticmethod
+    def describe(run_id: Any, bad: list[tuple[str, Undecodable]], where: str = "") -> str:
+        """``run 17: flags is not valid JSON ('{oops'), eps holds text 'x', not a number``."""
+        return f"run {run_id}{where}: " + ", ".join(f"{name} {value.reason}" for name, value in bad)
+
+    def readable(self, run_id: Any, values: Mapping[str, Any]) -> bool:
+        """Whether every value of a row could be decoded; if not, warn once that the run is skipped."""
+        if not any(value.__class__ is Undecodable for value in values.values()):
+            return True
+        bad = undecodable(values)
+        if bad:
+            self._warn_once(f"{self.describe(run_id, bad)}; skipped ({CHECK_HINT})")
+        return not bad
+
+    @staticmethod
+    def _values(run: Run) -> dict[str, Any]:
+        """The column values of a loaded run and of the results (and samples) loaded with it."""
+        values = {column.key: getattr(run, column.key) for column in Run.__mapper__.column_attrs}
+        state = inspect(run)
+        for name in ("robustness", "generative"):
+            child = None if name in state.unloaded else getattr(run, name)
+            if child is not None:
+                values.update({column.key: getattr(child, column.key) for column in child.__mapper__.column_attrs})
+        if "samples" not in state.unloaded:
+            for sample in run.samples:
+                for column in Sample.__mapper__.column_attrs:
+                    value = getattr(sample, column.key)
+                    if isinstance(value, Undecodable):
+                        values[f"sample {sample.index} {column.key}"] = value
+        return values
+
+    def _admit(self, run: Run) -> bool:
+        return self.readable(run.id, self._values(run))
+
+    def _require(self, run: Run, consequence: str = "this run cannot be read") -> Run:
+        bad = undecodable(self._values(run))
+        if bad:
+            raise UnreadableRun(f"{self.describe(run.id, bad)}; {consequence} ({CHECK_HINT})")
+        return run
 
     # -- runs -----------------------------------------------------------------------------
 
     def find_run(self, key: str) -> Run | None:
-        """The completed run with this key, if any (errored runs do not count)."""
+        """The completed run with this key, if any (errored runs do not count).
+
+        Raises :class:`UnreadableRun` if that run is stored but cannot be read: it is neither
+        reused nor replaced.
+        """
         with self.session() as session:
-            return session.scalars(select(Run).where(Run.key == key, Run.status == "ok")).first()
+            run = session.scalars(select(Run).where(Run.key == key, Run.status == "ok")).first()
+        return None if run is None else self._require(run, "a stored result with this key cannot be read, so it "
+                                                           "is neither reused nor replaced: fix or delete the row")
 
     def save_run(self, run: Run) -> Run:
         """Store a run with its result and samples in one transaction.
@@ -199,6 +401,7 @@ class Store:
         another process) is kept and returned instead. A completed run must carry its full
         provenance (:data:`REQUIRED_PROVENANCE`), or it is not stored.
         """
+        self._check_writable()
         if run.status == "ok":
             check_provenance(run.provenance)
         if run.robustness is not None and run.samples:
@@ -208,7 +411,7 @@ class Store:
                 previous = session.scalars(select(Run).where(Run.key == run.key)).first()
                 if previous is not None:
                     if previous.status == "ok":
-                        return previous
+                        return self._require(previous)
                     session.delete(previous)
                     session.flush()
                 session.add(run)
@@ -221,23 +424,26 @@ class Store:
         return run
 
     def update_run(self, run_id: int, **fields: object) -> None:
-        """Change stored fields of a run (its flags, say) in one transaction."""
+        """Change stored fields of a run (its flags, say) in one transaction; nothing else of
+        the row is read or written."""
+        self._check_writable()
         with self.session() as session:
-            run = session.get(Run, run_id)
-            if run is None:
+            changed = session.execute(update(Run).where(Run.id == run_id).values(**fields)).rowcount
+            if not changed:
                 raise StoreError(f"no run {run_id} in the database")
-            for name, value in fields.items():
-                setattr(run, name, value)
 
     def get_run(self, run_id: int) -> Run | None:
+        """The run with its results and samples; raises :class:`UnreadableRun` if it is stored
+        but cannot be read."""
         with self.session() as session:
             run = session.get(Run, run_id)
             if run is not None:
                 _ = run.samples  # load while the session is open
-            return run
+        return None if run is None else self._require(run)
 
     def runs(self, track: str | None = None, dataset: str | None = None, status: str | None = None) -> list[Run]:
-        """Runs (with their results, without samples), oldest first."""
+        """Runs (with their results, without samples), oldest first; a run that cannot be read
+        is left out with a warning."""
         query = select(Run).order_by(Run.id)
         if track:
             query = query.where(Run.track == track)
@@ -246,12 +452,15 @@ class Store:
         if status:
             query = query.where(Run.status == status)
         with self.session() as session:
-            return list(session.scalars(query).unique())
+            loaded = list(session.scalars(query).unique())
+        return [run for run in loaded if self._admit(run)]
 
     def sample_outcomes(self, run_ids: list[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """``{run_id: (test-point indices, robust)}`` for the given runs, as arrays.
 
-        Read from each result's packed ``robust_bits``, or from its sample rows where it has none.
+        Read from each result's packed ``robust_bits``, or from its sample rows where it has none
+        (or where they cannot be read). A run whose outcomes cannot be read is left out, with a
+        warning.
         """
         outcomes: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         with self.session() as session:
@@ -263,8 +472,9 @@ class Store:
                     .where(RobustnessResult.run_id.in_(ids), RobustnessResult.robust_bits.is_not(None))
                 )
                 for run_id, bits, n in packed:
-                    robust = np.unpackbits(np.frombuffer(bits, dtype=np.uint8), count=n, bitorder="little")
-                    outcomes[run_id] = (np.arange(n), robust.astype(bool))
+                    if isinstance(bits, bytes) and isinstance(n, int) and len(bits) == -(-n // 8):
+                        robust = np.unpackbits(np.frombuffer(bits, dtype=np.uint8), count=n, bitorder="little")
+                        outcomes[run_id] = (np.arange(n), robust.astype(bool))
                 unpacked = [run_id for run_id in ids if run_id not in outcomes]
                 if unpacked:
                     rows = session.execute(
@@ -273,12 +483,50 @@ class Store:
                         .order_by(Sample.run_id, Sample.index)
                     )
                     gathered: dict[int, tuple[list[int], list[bool]]] = {run_id: ([], []) for run_id in unpacked}
+                    broken: set[int] = set()
                     for run_id, index, robust in rows:
+                        if run_id in broken:
+                            continue
+                        if not self.readable(run_id, {f"sample {index} robust": robust, "sample index": index}):
+                            broken.add(run_id)
+                            continue
                         gathered[run_id][0].append(index)
                         gathered[run_id][1].append(bool(robust))
                     for run_id, (indices, values) in gathered.items():
-                        outcomes[run_id] = (np.array(indices, dtype=np.int64), np.array(values, dtype=bool))
+                        if run_id not in broken:
+                            outcomes[run_id] = (np.array(indices, dtype=np.int64), np.array(values, dtype=bool))
         return outcomes
+
+    # -- checking -----------------------------------------------------------------------------
+
+    def scan(self) -> Scan:
+        """Read every stored row through the checked types, without skipping any: each value
+        that cannot be decoded, and the files that runs point to."""
+        found = Scan()
+        tables = [(Run.__table__, "id"), (RobustnessResult.__table__, "run_id"),
+                  (GenerativeResult.__table__, "run_id"), (Sample.__table__, "run_id")]
+        reading = ""
+        try:
+            with self.session() as session:
+                for table, key in tables:
+                    reading = table.name
+                    found.rows[table.name] = 0
+                    order = [table.c[key], *([table.c["index"]] if table is Sample.__table__ else [])]
+                    names = [column.name for column in table.columns]
+                    what = (" ({})" if table is Sample.__table__ else
+                            "" if table is Run.__table__ else f" ({table.name.replace('_', ' ').removesuffix('s')})")
+                    rows = session.execute(select(table).order_by(*order), execution_options={"yield_per": 5000})
+                    for values in rows:
+                        found.rows[table.name] += 1
+                        if any(value.__class__ is Undecodable for value in values):
+                            row = dict(zip(names, values))
+                            where = what.format(f"sample {row['index']}") if table is Sample.__table__ else what
+                            found.problems.append(self.describe(row[key], undecodable(row), where))
+                        if table is Run.__table__ and isinstance(artifacts := values[names.index("artifacts")], dict):
+                            found.artifacts += [(values[0], role, path) for role, path in artifacts.items()]
+        except StoreError as exc:
+            found.stopped = f"reading {reading}: {_scrub(str(getattr(exc.__context__, 'orig', exc)), self.url)}"
+        return found
 
 
 def pack_robust(samples: list[Sample]) -> bytes | None:
@@ -290,7 +538,7 @@ def pack_robust(samples: list[Sample]) -> bytes | None:
     return np.packbits(np.array([bool(s.robust) for s in ordered], dtype=bool), bitorder="little").tobytes()
 
 
-def open_store(url: str) -> Store:
-    """Open (creating or migrating as needed) the database at ``url``."""
-    return Store(url)
+def open_store(url: str, writes: bool = True, warn: Callable[[str], None] | None = None) -> Store:
+    """Open (creating or migrating as needed) the database at ``url`` (see :class:`Store`)."""
+    return Store(url, writes=writes, warn=warn)
 

@@ -1,12 +1,29 @@
-"""The results database schema (SQLAlchemy 2.x ORM). Change it only through a migration."""
+"""The results database schema (SQLAlchemy 2.x ORM). Change it only through a migration.
+
+Every column but the keys has a checked type (:mod:`arena.store.values`): a stored value that
+cannot be decoded is read as a marker the store recognises, never as an exception mid-query.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, Integer
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from .values import (
+    CheckedBinary,
+    CheckedBoolean,
+    CheckedDateTime,
+    CheckedFloat,
+    CheckedInteger,
+    CheckedJSON,
+    CheckedString,
+    CheckedText,
+    evaluation_record,
+    flag_list,
+)
 
 
 class Base(DeclarativeBase):
@@ -20,22 +37,22 @@ class Run(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     #: SHA-256 of everything that determines the result; re-running the same command reuses it.
-    key: Mapped[str] = mapped_column(String(64), unique=True)
-    track: Mapped[str] = mapped_column(String(16))
+    key: Mapped[str] = mapped_column(CheckedString(64), unique=True)
+    track: Mapped[str] = mapped_column(CheckedString(16))
     #: "ok", "error" (a plugin raised; traceback in ``error``) or "refused" (the host refused it).
-    status: Mapped[str] = mapped_column(String(16))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    dataset: Mapped[str] = mapped_column(String(100))
-    dataset_hash: Mapped[str] = mapped_column(String(64))
-    seed: Mapped[int] = mapped_column(Integer)
-    n: Mapped[int] = mapped_column(Integer)
-    device: Mapped[str] = mapped_column(String(64))
-    duration_s: Mapped[float] = mapped_column(Float)
-    flags: Mapped[list[Any]] = mapped_column(JSON, default=list)
-    provenance: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(CheckedString(16))
+    created_at: Mapped[datetime] = mapped_column(CheckedDateTime(timezone=True))
+    dataset: Mapped[str] = mapped_column(CheckedString(100))
+    dataset_hash: Mapped[str] = mapped_column(CheckedString(64))
+    seed: Mapped[int] = mapped_column(CheckedInteger)
+    n: Mapped[int] = mapped_column(CheckedInteger)
+    device: Mapped[str] = mapped_column(CheckedString(64))
+    duration_s: Mapped[float] = mapped_column(CheckedFloat)
+    flags: Mapped[list[Any]] = mapped_column(CheckedJSON(list, valid=flag_list), default=list)
+    provenance: Mapped[dict[str, Any]] = mapped_column(CheckedJSON(dict), default=dict)
     #: Files written for this run, by role (e.g. ``{"examples": "/path/KEY.safetensors"}``).
-    artifacts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    artifacts: Mapped[dict[str, Any]] = mapped_column(CheckedJSON(dict), default=dict)
+    error: Mapped[str | None] = mapped_column(CheckedText, nullable=True)
 
     robustness: Mapped["RobustnessResult | None"] = relationship(
         back_populates="run", cascade="all, delete-orphan", uselist=False, lazy="joined"
@@ -57,40 +74,42 @@ class RobustnessResult(Base):
     __tablename__ = "robustness_results"
 
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
-    attack: Mapped[str] = mapped_column(String(100))
-    attack_package: Mapped[str] = mapped_column(String(200))
-    attack_version: Mapped[str] = mapped_column(String(100))
-    attack_access: Mapped[str] = mapped_column(String(32))
-    attack_params: Mapped[dict[str, Any]] = mapped_column(JSON)
-    defense: Mapped[str] = mapped_column(String(100))
-    defense_package: Mapped[str] = mapped_column(String(200))
-    defense_version: Mapped[str] = mapped_column(String(100))
-    defense_params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    attack: Mapped[str] = mapped_column(CheckedString(100))
+    attack_package: Mapped[str] = mapped_column(CheckedString(200))
+    attack_version: Mapped[str] = mapped_column(CheckedString(100))
+    attack_access: Mapped[str] = mapped_column(CheckedString(32))
+    attack_params: Mapped[dict[str, Any]] = mapped_column(CheckedJSON(dict))
+    defense: Mapped[str] = mapped_column(CheckedString(100))
+    defense_package: Mapped[str] = mapped_column(CheckedString(200))
+    defense_version: Mapped[str] = mapped_column(CheckedString(100))
+    defense_params: Mapped[dict[str, Any]] = mapped_column(CheckedJSON(dict))
     #: SHA-256 identifying the trained defense model (plugin, version, params, dataset, seed).
-    defense_key: Mapped[str] = mapped_column(String(64))
-    norm: Mapped[str] = mapped_column(String(8))
-    eps: Mapped[float] = mapped_column(Float)
-    targeted: Mapped[bool] = mapped_column(Boolean)
-    query_budget: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    clean_accuracy: Mapped[float | None] = mapped_column(Float, nullable=True)
-    robust_accuracy: Mapped[float | None] = mapped_column(Float, nullable=True)
-    attack_success_rate: Mapped[float | None] = mapped_column(Float, nullable=True)
-    mean_linf: Mapped[float | None] = mapped_column(Float, nullable=True)
-    median_linf: Mapped[float | None] = mapped_column(Float, nullable=True)
-    mean_l2: Mapped[float | None] = mapped_column(Float, nullable=True)
-    median_l2: Mapped[float | None] = mapped_column(Float, nullable=True)
-    queries_mean: Mapped[float | None] = mapped_column(Float, nullable=True)
-    queries_max: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    forward_passes: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    backward_passes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    defense_key: Mapped[str] = mapped_column(CheckedString(64))
+    norm: Mapped[str] = mapped_column(CheckedString(8))
+    eps: Mapped[float] = mapped_column(CheckedFloat)
+    targeted: Mapped[bool] = mapped_column(CheckedBoolean)
+    query_budget: Mapped[int | None] = mapped_column(CheckedInteger, nullable=True)
+    clean_accuracy: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
+    robust_accuracy: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
+    attack_success_rate: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
+    mean_linf: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
+    median_linf: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
+    mean_l2: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
+    median_l2: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
+    queries_mean: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
+    queries_max: Mapped[int | None] = mapped_column(CheckedInteger, nullable=True)
+    forward_passes: Mapped[int | None] = mapped_column(CheckedInteger, nullable=True)
+    backward_passes: Mapped[int | None] = mapped_column(CheckedInteger, nullable=True)
     #: How the host evaluated the pairing (see :mod:`arena.evaluation`): ``mode`` ("plain" or
     #: "adaptive"), ``bpda``, ``eot_samples``, ``decision_draws``. NULL in results stored before
     #: evaluations were recorded, which were all plain.
-    evaluation: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    evaluation: Mapped[dict[str, Any] | None] = mapped_column(
+        CheckedJSON(dict, nullable=True, valid=evaluation_record), nullable=True
+    )
     #: The samples' ``robust`` outcomes packed into bits (``numpy.packbits``, test point ``i`` at
     #: bit ``i``), for runs whose samples are the test points 0..n-1: what the leaderboard reads,
     #: in one small value per run instead of ``n`` sample rows. The store fills it in on saving.
-    robust_bits: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    robust_bits: Mapped[bytes | None] = mapped_column(CheckedBinary, nullable=True)
 
     run: Mapped[Run] = relationship(back_populates="robustness")
 
@@ -106,19 +125,19 @@ class Sample(Base):
     __tablename__ = "samples"
 
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
-    index: Mapped[int] = mapped_column(Integer, primary_key=True)
-    label: Mapped[int] = mapped_column(Integer)
-    target: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    clean_pred: Mapped[int] = mapped_column(Integer)
-    adv_pred: Mapped[int] = mapped_column(Integer)
-    clean_correct: Mapped[bool] = mapped_column(Boolean)
+    index: Mapped[int] = mapped_column(CheckedInteger, primary_key=True)
+    label: Mapped[int] = mapped_column(CheckedInteger)
+    target: Mapped[int | None] = mapped_column(CheckedInteger, nullable=True)
+    clean_pred: Mapped[int] = mapped_column(CheckedInteger)
+    adv_pred: Mapped[int] = mapped_column(CheckedInteger)
+    clean_correct: Mapped[bool] = mapped_column(CheckedBoolean)
     #: The attack reached its goal (a wrong class, or the target class in targeted mode).
-    success: Mapped[bool] = mapped_column(Boolean)
+    success: Mapped[bool] = mapped_column(CheckedBoolean)
     #: Correctly classified after the attack.
-    robust: Mapped[bool] = mapped_column(Boolean)
-    linf: Mapped[float] = mapped_column(Float)
-    l2: Mapped[float] = mapped_column(Float)
-    queries: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    robust: Mapped[bool] = mapped_column(CheckedBoolean)
+    linf: Mapped[float] = mapped_column(CheckedFloat)
+    l2: Mapped[float] = mapped_column(CheckedFloat)
+    queries: Mapped[int | None] = mapped_column(CheckedInteger, nullable=True)
 
     run: Mapped[Run] = relationship(back_populates="samples")
 
@@ -135,37 +154,37 @@ class GenerativeResult(Base):
     __tablename__ = "generative_results"
 
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
-    generator: Mapped[str] = mapped_column(String(100))
-    generator_package: Mapped[str] = mapped_column(String(200))
-    generator_version: Mapped[str] = mapped_column(String(100))
-    generator_params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    generator: Mapped[str] = mapped_column(CheckedString(100))
+    generator_package: Mapped[str] = mapped_column(CheckedString(200))
+    generator_version: Mapped[str] = mapped_column(CheckedString(100))
+    generator_params: Mapped[dict[str, Any]] = mapped_column(CheckedJSON(dict))
     #: SHA-256 identifying the trained generator (plugin, version, params, dataset, seed).
-    model_key: Mapped[str] = mapped_column(String(64))
+    model_key: Mapped[str] = mapped_column(CheckedString(64))
     #: "exact", "bound" or None (no likelihood).
-    likelihood_kind: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    likelihood_kind: Mapped[str | None] = mapped_column(CheckedString(16), nullable=True)
     #: Test-split NLL in bits/dim: the tightest of ``likelihoods`` (all exact or lower bounds).
-    bits_per_dim: Mapped[float | None] = mapped_column(Float, nullable=True)
+    bits_per_dim: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
     #: Every estimate in bits/dim by name, e.g. ``{"elbo": 2.1, "iwae-100": 2.0}``.
-    likelihoods: Mapped[dict[str, Any]] = mapped_column(JSON)
+    likelihoods: Mapped[dict[str, Any]] = mapped_column(CheckedJSON(dict))
     #: log2(levels): a uniform model over the dataset's pixel levels.
-    uniform_bits_per_dim: Mapped[float] = mapped_column(Float)
-    likelihood_n: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    samples_n: Mapped[int] = mapped_column(Integer)
+    uniform_bits_per_dim: Mapped[float] = mapped_column(CheckedFloat)
+    likelihood_n: Mapped[int | None] = mapped_column(CheckedInteger, nullable=True)
+    samples_n: Mapped[int] = mapped_column(CheckedInteger)
     #: Real images the samples are compared with (the training split).
-    reference_n: Mapped[int] = mapped_column(Integer)
-    classifier_sha256: Mapped[str] = mapped_column(String(64))
-    classifier_accuracy: Mapped[float] = mapped_column(Float)
-    fid: Mapped[float | None] = mapped_column(Float, nullable=True)
-    fid_low: Mapped[float | None] = mapped_column(Float, nullable=True)
-    fid_high: Mapped[float | None] = mapped_column(Float, nullable=True)
-    kid: Mapped[float | None] = mapped_column(Float, nullable=True)
-    precision: Mapped[float | None] = mapped_column(Float, nullable=True)
-    recall: Mapped[float | None] = mapped_column(Float, nullable=True)
-    density: Mapped[float | None] = mapped_column(Float, nullable=True)
-    coverage: Mapped[float | None] = mapped_column(Float, nullable=True)
-    inception_score: Mapped[float | None] = mapped_column(Float, nullable=True)
-    train_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
-    sample_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    reference_n: Mapped[int] = mapped_column(CheckedInteger)
+    classifier_sha256: Mapped[str] = mapped_column(CheckedString(64))
+    classifier_accuracy: Mapped[float] = mapped_column(CheckedFloat)
+    fid: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
+    fid_low: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
+    fid_high: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
+    kid: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
+    precision: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
+    recall: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
+    density: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
+    coverage: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
+    inception_score: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
+    train_seconds: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
+    sample_seconds: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
 
     run: Mapped[Run] = relationship(back_populates="generative")
 

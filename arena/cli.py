@@ -339,7 +339,8 @@ def _summary(outcomes) -> Table:
 @click.option("--eps", "eps_text", default=None, metavar="E[,E2..]", help="Only these perturbation budgets.")
 @click.option("--track", type=click.Choice(["robustness", "attacks", "generative"]), default=None,
               help="Only this track's tables (default: all).")
-@click.option("--include-flagged", is_flag=True, help="Rank flagged results too (marked ⚑) instead of listing them apart.")
+# Flagged results are always counted now (marked ⚑); the option stays so that scripts keep working.
+@click.option("--include-flagged", is_flag=True, hidden=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "md", "csv", "json", "html"]), default="table",
               show_default=True)
 @click.option("--output", "-o", type=click.Path(), default=None,
@@ -362,7 +363,7 @@ def leaderboard(dataset, norm, eps_text, track, include_flagged, fmt, output, db
         rows = [row for row in stored if filters.matches(row)]
     outcomes = store.sample_outcomes([row["run_id"] for row in rows])
     rows = [row for row in rows if row["run_id"] in outcomes]  # the store warned of any it could not read
-    board_views = robustness_views(rows, outcomes, include_flagged, examples=fmt == "html")
+    board_views = robustness_views(rows, outcomes, examples=fmt == "html")
     board_views += generative_views(generative_rows(store, _registry(), dataset=dataset))
     board_views = filters.select(board_views)
     if fmt == "html":

@@ -69,10 +69,16 @@ def robustness_row(run: Run, registry: Registry | None = None, defaults: Any = N
     if result is None:
         raise ValueError(f"run {run.id} has no robustness result")
     defaults = defaults or functools.partial(_defaults, registry)
+    # A fast-path result is another evaluation (reduced precision in the attack's passes): it
+    # keeps a label of its own, so it is compared with fast-path results only and never
+    # replaces a float32 one on the leaderboard.
+    fast = bool((run.provenance or {}).get("fast")) if isinstance(run.provenance, dict) else False
+    attack_label = plugin_label(result.attack, result.attack_params, defaults("attack", result.attack))
     return {
         **_run_head(run),
         "attack": result.attack,
-        "attack_label": plugin_label(result.attack, result.attack_params, defaults("attack", result.attack)),
+        "attack_label": f"{attack_label} [fast]" if fast else attack_label,
+        "fast": fast,
         "attack_access": result.attack_access,
         "attack_package": result.attack_package,
         "attack_version": result.attack_version,

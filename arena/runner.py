@@ -373,7 +373,14 @@ class Runner:
         """Recompute the flags that compare stored results (eps sweeps, black- vs white-box)."""
         from .results import robustness_rows
 
+        from .checks import steps_parameter
+
         rows = robustness_rows(self.store, self.registry, dataset=dataset)
+        for row in rows:  # the attack's own word on what its step count is, where it is installed
+            if row["attack"] in self.registry.plugins["attack"]:
+                params = row["attack_params"] or {}
+                steps = steps_parameter(self.registry.get("attack", row["attack"]).cls, params)
+                row["attack_iterative"] = steps is not None and params[steps] > 1
         computed = cross_run_flags(rows)
         for row in rows:
             kept = [f for f in row["flags"] if f.get("code") not in CROSS_RUN_CODES]

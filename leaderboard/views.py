@@ -1,7 +1,10 @@
 """The robustness views: rankings, arena ratings, the attack × defense matrix, robustness curves.
 
-Flagged results (any warning flag) are left out of every ranking and listed in a view of their
-own, unless the caller includes them; then they are ranked and marked.
+Every completed result counts: an adversarial example the host verified (within budget,
+misclassified) proves the defense is not robust at that point, whatever else is flagged. A
+warning flag marks the entries it touches as suspect (⚑, with its code) and the flagged results
+are listed again in a view of their own; a flag never takes a result out of a ranking, so it can
+never make a defense look stronger.
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ EXAMPLE_DEFENSES = 6
 def robustness_views(
     rows: Iterable[Row],
     outcomes: Mapping[int, Mapping[int, bool]],
-    include_flagged: bool = False,
     examples: bool = False,
 ) -> list[View]:
     """Every robustness view of the given result rows and per-sample outcomes.
@@ -36,8 +38,7 @@ def robustness_views(
     """
     latest = latest_runs(rows)
     flagged = [row for row in latest if is_suspect(row.get("flags"))]
-    ranked = latest if include_flagged else [row for row in latest if not is_suspect(row.get("flags"))]
-    boards = robustness_boards(ranked, outcomes)
+    boards = robustness_boards(latest, outcomes)
     views: list[View] = []
     for board in boards:
         views += [defense_view(board), attack_view(board), ratings_view(board, board_ratings(board)),
@@ -45,7 +46,7 @@ def robustness_views(
         if examples:
             views.append(examples_view(board))
     views += curve_views(boards)
-    if flagged and not include_flagged:
+    if flagged:
         views.append(flagged_view(flagged))
     views += robustness_runs_views(latest)
     return views
@@ -261,5 +262,6 @@ def flagged_view(flagged: list[Row]) -> View:
             "flags": flag_codes(row),
             "message": "; ".join(f.get("message", "") for f in warnings),
         })
-    notes = ["Left out of the rankings above; `arena leaderboard --include-flagged` ranks them (marked ⚑)."]
+    notes = ["Counted in the rankings above, where the entries they touch are marked ⚑: a flag marks an "
+             "evaluation as suspect, and every adversarial example the host verified still counts."]
     return View("Flagged results", "flagged", {}, columns, rows, tracks=ROBUSTNESS_TRACKS, notes=notes)

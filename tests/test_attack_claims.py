@@ -70,6 +70,12 @@ def test_fast_path_leaves_robust_accuracy_unchanged(arena):
     assert fast["provenance"]["fast"] is True and plain["provenance"]["fast"] is False
     assert plain["robust_accuracy"] < plain["clean_accuracy"] - 0.2
     assert abs(fast["robust_accuracy"] - plain["robust_accuracy"]) <= 0.03
+    # Another evaluation, kept apart: it neither replaces the float32 result nor is compared with it.
+    assert fast["attack_label"] == plain["attack_label"] + " [fast]"
+    boards = arena.json("leaderboard", "--format", "json")
+    attacks = next(b for b in boards if b["table"] == "attacks")
+    assert {e["attack"] for e in attacks["entries"]} == {plain["attack_label"], fast["attack_label"]}
+    assert not [f for r in arena.json("results", "--json") for f in r["flags"] if f["code"] == "eps-non-monotone"]
 
 
 @pytest.mark.parametrize("held_out", ["cnn", "mlp", "lenet"])

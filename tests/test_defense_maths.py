@@ -160,16 +160,23 @@ def test_trades_objective_is_cross_entropy_plus_beta_kl():
 
 def test_cross_run_flags_compare_like_with_like():
     def row(run_id, attack, robust, access="white-box", eps=0.2, **evaluation):
-        return {"run_id": run_id, "status": "ok", "dataset": "digits", "defense_key": "d", "attack_label": attack,
-                "attack_access": access, "norm": "linf", "eps": eps, "targeted": False, "n": 100,
-                "robust_accuracy": robust, "evaluation": {**PLAIN.as_dict(), **evaluation}}
+        steps = {"pgd": {"steps": 40}, "fgsm": {}}.get(attack, {})
+        return {"run_id": run_id, "status": "ok", "dataset": "digits", "defense_key": "d", "defense_label": "d",
+                "attack_label": attack, "attack_params": steps, "attack_access": access, "norm": "linf", "eps": eps,
+                "targeted": False, "n": 100, "robust_accuracy": robust, "evaluation": {**PLAIN.as_dict(), **evaluation}}
 
     bpda = {"mode": "adaptive", "bpda": True}
-    rows = [row(1, "fgsm", 0.90), row(2, "fgsm", 0.40, **bpda), row(3, "noise", 0.60, access="zero-query"),
+    rows = [row(1, "pgd", 0.90), row(2, "pgd", 0.40, **bpda), row(3, "noise", 0.60, access="zero-query"),
             # Sweeps are per evaluation: plain at eps 0.3 is above BPDA at 0.2, which says nothing.
-            row(4, "fgsm", 0.95, eps=0.1), row(5, "fgsm", 0.80, eps=0.3)]
+            row(4, "pgd", 0.95, eps=0.1), row(5, "pgd", 0.80, eps=0.3)]
     flags = cross_run_flags(rows)
     assert {k: [f.code for f in v] for k, v in flags.items()} == {1: ["blackbox-beats-whitebox"]}
+    assert "gradient masking suspected in the defense" in flags[1][0].message
+    # A black-box attack beating single-step FGSM is expected: nothing to flag.
+    assert cross_run_flags([row(1, "fgsm", 0.90), row(3, "noise", 0.60, access="zero-query")]) == {}
+    # The host's word on an attack's steps wins over the `steps` convention.
+    declared = {**row(1, "fgsm", 0.90), "attack_iterative": True}
+    assert set(cross_run_flags([declared, row(3, "noise", 0.60, access="zero-query")])) == {1}
     eot = {"mode": "adaptive", "eot_samples": 20, "decision_draws": 10}
     # A single-draw judgement and a ten-draw one are not compared.
     assert cross_run_flags([row(1, "pgd", 0.5, **eot), row(2, "square", 0.3, access="score-query")]) == {}

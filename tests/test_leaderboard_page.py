@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 import pytest
@@ -19,6 +21,28 @@ from arena.plugins import Source, load_registry, set_registry
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync"]
+
+
+@contextlib.contextmanager
+def browser_page(path: Path) -> Iterator[tuple[Any, list[str]]]:
+    """``path`` open in headless chromium, and the list the page's problems go to: console
+    errors, page errors and every request that leaves the page's own file and data URLs."""
+    from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM.exists(), "the page test needs Debian's chromium: apt-get install -y chromium"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            problems: list[str] = []
+            page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+            page.on("pageerror", lambda error: problems.append(str(error)))
+            page.on("request", lambda request: problems.append(request.url)
+                    if not request.url.startswith(("file:", "data:")) else None)
+            page.goto(path.as_uri(), wait_until="load")
+            yield page, problems
+        finally:
+            browser.close()
 
 
 class RandomSign(arena.Attack):
@@ -101,50 +125,35 @@ def test_leaderboard_of_a_real_sweep_in_every_format(sweep_db):
 
 
 def test_html_page_in_a_headless_browser(sweep_db, tmp_path):
-    from playwright.sync_api import sync_playwright
-
-    assert CHROMIUM.exists(), "the page test needs Debian's chromium: apt-get install -y chromium"
     printed = leaderboard(sweep_db, "--format", "html", "-o", str(tmp_path / "site"))
     page_path = tmp_path / "site" / "index.html"
     assert printed.strip() == str(page_path)
     # Every view but the provenance one, which only the exports carry.
     expected_views = len([v for v in json.loads(leaderboard(sweep_db, "--format", "json")) if v["table"] != "runs"])
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            problems: list[str] = []
-            page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
-            page.on("pageerror", lambda error: problems.append(str(error)))
-            page.on("request", lambda request: problems.append(request.url)
-                    if not request.url.startswith(("file:", "data:")) else None)
-            page.goto(page_path.as_uri(), wait_until="load")
+    with browser_page(page_path) as (page, problems):
+        assert problems == []  # no errors, and nothing fetched from a network
+        assert page.inner_text("h1") == "Arena leaderboard"
+        # One section per view, plus the examples the page alone shows.
+        assert page.locator("section.view").count() == expected_views + 2
+        images = page.locator("img")
+        assert images.count() >= 2 * 2 + 1 + 2 * 2  # ratings and heat maps, curves, examples
+        assert page.evaluate("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+        ratings = page.locator("section.ratings").first
+        assert "advtrain" in ratings.inner_text() and "random-sign" in ratings.inner_text()
 
-            assert problems == []  # no errors, and nothing fetched from a network
-            assert page.inner_text("h1") == "Arena leaderboard"
-            # One section per view, plus the examples the page alone shows.
-            assert page.locator("section.view").count() == expected_views + 2
-            images = page.locator("img")
-            assert images.count() >= 2 * 2 + 1 + 2 * 2  # ratings and heat maps, curves, examples
-            assert page.evaluate("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
-            ratings = page.locator("section.ratings").first
-            assert "advtrain" in ratings.inner_text() and "random-sign" in ratings.inner_text()
+        defenses = page.locator("section.defenses").first
+        first_defense = lambda: defenses.locator("tbody tr td").nth(1).inner_text()  # noqa: E731
+        assert first_defense() == "advtrain"
+        defenses.locator("th", has_text="worst case").click()  # ascending: the weakest first
+        assert first_defense() == "standard"
+        page.locator("nav button[data-track='attacks']").click()
+        assert not defenses.is_visible() and page.locator("section.attacks").first.is_visible()
+        page.locator("nav button[data-track='all']").click()
 
-            defenses = page.locator("section.defenses").first
-            first_defense = lambda: defenses.locator("tbody tr td").nth(1).inner_text()  # noqa: E731
-            assert first_defense() == "advtrain"
-            defenses.locator("th", has_text="worst case").click()  # ascending: the weakest first
-            assert first_defense() == "standard"
-            page.locator("nav button[data-track='attacks']").click()
-            assert not defenses.is_visible() and page.locator("section.attacks").first.is_visible()
-            page.locator("nav button[data-track='all']").click()
-
-            screenshot = Image.open(io.BytesIO(page.screenshot()))
-            matrix = page.locator("section.matrix", has_text="eps=0.2")  # standard keeps 9% against FGSM there
-            matrix = Image.open(io.BytesIO(matrix.screenshot()))
-        finally:
-            browser.close()
+        screenshot = Image.open(io.BytesIO(page.screenshot()))
+        matrix = page.locator("section.matrix", has_text="eps=0.2")  # standard keeps 9% against FGSM there
+        matrix = Image.open(io.BytesIO(matrix.screenshot()))
     assert problems == []
     assert screenshot.size == (1280, 900)
     pixels = np.asarray(screenshot.convert("RGB")).reshape(-1, 3).astype(int)

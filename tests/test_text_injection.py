@@ -22,7 +22,7 @@ from arena.errors import PluginError
 from arena.plugins import Source, load_registry, set_registry
 from arena.progress import Reporter
 
-from .test_leaderboard_page import CHROMIUM, CHROMIUM_FLAGS
+from .test_leaderboard_page import browser_page
 
 #: Rich markup (one closing tag that matches nothing), a clear-screen and a set-title sequence,
 #: a Markdown table separator, a newline, a carriage return, an inline script and mathtext with
@@ -101,10 +101,11 @@ def assert_clean(result, exit_code: int = 0) -> str:
 
 
 @pytest.fixture(scope="module")
-def injected(arena_home):
+def injected(arena_home, tmp_path_factory):
     """Runs of the loud plugins: with the payload as a default, as a changed hyperparameter
-    (so that it is part of every label) and as an error message."""
-    db = f"sqlite:///{arena_home / 'text-injection.db'}"
+    (so that it is part of every label) and as an error message. The database is this test
+    worker's own (the model cache is shared)."""
+    db = f"sqlite:///{tmp_path_factory.mktemp('text-injection') / 'results.db'}"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ARENA_HOME", str(arena_home))
         _install()
@@ -193,34 +194,22 @@ def test_csv_export_parses_back(injected, loud):
 
 
 def test_html_page_shows_plugin_text_and_runs_none_of_it(injected, loud, tmp_path):
-    from playwright.sync_api import sync_playwright
-
-    assert CHROMIUM.exists(), "the page test needs Debian's chromium: apt-get install -y chromium"
     folder = tmp_path / "site"
     assert_clean(invoke("leaderboard", "--format", "html", "-o", str(folder), "--db", injected["db"]))
     page_path = folder / "index.html"
     source = page_path.read_text(encoding="utf-8")
     assert "<script>window.pwned" not in source and not any(c in source for c in CONTROLS)
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            problems: list[str] = []
-            page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
-            page.on("pageerror", lambda error: problems.append(str(error)))
-            page.goto(page_path.as_uri(), wait_until="load")
-            assert problems == []
-            assert page.evaluate("typeof window.pwned") == "undefined"
-            assert page.evaluate("document.scripts.length") == 1  # the page's own
-            text = page.inner_text("main")
-            assert "loud(note=changed [bold red]loud[/] [/x] <script>window.pwned=1</script> \\x1b[2J" in text
-            assert "$\\undefinedmacro{x}$" in text
-            # Figures labelled with the payload (heat maps, curves, ratings) were drawn.
-            assert page.locator("section.matrix img").count() == 2 and page.locator("section.curves img").count() == 1
-            assert page.evaluate("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
-        finally:
-            browser.close()
+    with browser_page(page_path) as (page, problems):
+        assert problems == []
+        assert page.evaluate("typeof window.pwned") == "undefined"
+        assert page.evaluate("document.scripts.length") == 1  # the page's own
+        text = page.inner_text("main")
+        assert "loud(note=changed [bold red]loud[/] [/x] <script>window.pwned=1</script> \\x1b[2J" in text
+        assert "$\\undefinedmacro{x}$" in text
+        # Figures labelled with the payload (heat maps, curves, ratings) were drawn.
+        assert page.locator("section.matrix img").count() == 2 and page.locator("section.curves img").count() == 1
+        assert page.evaluate("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
     assert problems == []
 
 

@@ -183,6 +183,7 @@ class AttackWorker:
         self.deadline = time.monotonic() + timeout if timeout else None
         self.violation: AccessError | None = None
         white_box = self.access == Access.WHITE_BOX
+        queries = self.access in (Access.SCORE_QUERY, Access.LABEL_QUERY)
         try:
             blob = cloudpickle.dumps((attack, model if white_box else None, surrogates))
         except Exception as exc:
@@ -192,15 +193,18 @@ class AttackWorker:
             "seed": seed,
             # A query attack's passes run in the host, which answers its queries: its worker
             # keeps to one thread rather than spin against the host's for the same cores.
-            "threads": torch.get_num_threads() if self.access != Access.SCORE_QUERY and
-            self.access != Access.LABEL_QUERY else 1,
+            "threads": 1 if queries else torch.get_num_threads(),
             "deterministic": torch.are_deterministic_algorithms_enabled(),
             "eot_samples": eot_samples,
             "bpda": bpda and white_box,
             "fast": fast,
         }
         self._process, self._conn = _fresh_process()
-        self._send_raw(options, blob)
+        try:
+            self._send_raw(options, blob)
+        except BaseException:
+            self.close()
+            raise
 
     def _send_raw(self, options: dict[str, Any], blob: bytes) -> None:
         try:  # host to worker: the worker may unpickle what the host sends, never the reverse

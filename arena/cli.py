@@ -413,6 +413,63 @@ def leaderboard(dataset, norm, eps_text, track, include_flagged, fmt, output, db
         _emit({"md": render_markdown, "csv": render_csv, "json": render_json}[fmt](board_views), output)
 
 
+@cli.command()
+@click.argument("first", metavar="A")
+@click.argument("second", metavar="B")
+@click.option("--dataset", default=None, help="Only this dataset.")
+@click.option("--norm", type=click.Choice(["linf", "l2"]), default=None, help="Only this threat-model norm.")
+@click.option("--eps", type=float, default=None, help="Only this perturbation budget.")
+@click.option("--targeted/--untargeted", default=None, help="Only targeted (or untargeted) results.")
+@click.option("--include-flagged", is_flag=True, help="Use flagged results too, as `arena leaderboard --include-flagged`.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@db_option
+def compare(first, second, dataset, norm, eps, targeted, include_flagged, as_json, db_url) -> None:
+    """Compare two defenses, or two attacks, on the same test points and seeds.
+
+    Defenses: per-sample worst-case robust outcomes over the attacks both were evaluated with.
+    Attacks: whether each fooled the same defense model on the same test point. Exact McNemar
+    test on the discordant pairs; 95% interval of the difference by a paired bootstrap over test
+    points (seeds resampled first).
+    """
+    from arena_leaderboard.compare import compare as compare_results
+
+    from .results import robustness_rows
+
+    store = _store(db_url, writes=False)
+    rows = robustness_rows(store, _registry(), dataset=dataset, norm=norm, eps=(eps,) if eps is not None else ())
+    if targeted is not None:
+        rows = [row for row in rows if bool(row["targeted"]) == targeted]
+    outcomes = store.sample_outcomes([row["run_id"] for row in rows])
+    rows = [row for row in rows if row["run_id"] in outcomes]
+    result = compare_results(rows, outcomes, first, second, include_flagged)
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=2))
+        return
+    group = result.group
+    threat = f"{group['dataset']} · {group['norm']} eps={group['eps']:g} · " + (
+        "targeted" if group["targeted"] else "untargeted")
+    a, b = markup(result.first), markup(result.second)
+    over = "attacks" if result.kind == "defenses" else "defenses"
+    seeds = ", ".join(markup(seed) for seed in result.seeds)
+    lines = [
+        f"[bold]{a} vs {b}[/] — {markup(threat)}",
+        f"{result.measure} over {over}: {', '.join(markup(name) for name in result.over)}",
+        f"{_count(len(result.seeds), 'seed')} ({seeds}), {_count(result.points, 'test point')}: "
+        f"{_count(result.pairs, 'pair')}",
+        f"{a}: {_pct(result.first_value)}   {b}: {_pct(result.second_value)}",
+        f"difference ({a} − {b}): {100 * result.difference:+.1f} points, 95% CI [{100 * result.low:+.1f}, "
+        f"{100 * result.high:+.1f}] ({result.interval_method}; {result.rounds:,} rounds)",
+        f"discordant pairs: {result.first_only:,} only {a}, {result.second_only:,} only {b}"
+        + (" (robust)" if result.kind == "defenses" else " (fooled)"),
+        f"p = {result.p_value:.3g} ({result.test})",
+    ]
+    if len(result.seeds) > 1:
+        lines.append("[dim]The test counts each (seed, test point) as an independent pair; the interval resamples "
+                     "seeds and test points.[/]")
+    for line in lines:
+        stdout.print(line, highlight=False, soft_wrap=True)
+
+
 def _print_tables(board_views, output: str | None) -> None:
     from arena_leaderboard import render_rich
 

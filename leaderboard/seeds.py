@@ -25,6 +25,7 @@ def defense_config(row: Row) -> str:
     are replicates of one leaderboard entry.
     """
     return stable_hash({
+        "label": row.get("defense_label"),
         "defense": row.get("defense"),
         "package": row.get("defense_package"),
         "version": row.get("defense_version"),

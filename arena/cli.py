@@ -170,7 +170,9 @@ def _not_in_run(registry: Registry, name: str, key: str, in_run: list[str]) -> s
 @click.option("--eps", "eps_text", default=None, metavar="E[,E2..]", help="Perturbation budget(s) (default: the dataset's).")
 @click.option("--targeted", is_flag=True, help="Targeted attacks: the host picks a seeded target class per sample.")
 @click.option("--n", type=int, default=None, help="Number of test points (default: the whole test split).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for training, targets and attacks.")
+@click.option("--seed", type=int, default=None, help="Seed for training, targets and attacks (default 0).")
+@click.option("--seeds", "seeds_text", default=None, metavar="S1,S2[,..]",
+              help="Several seeds: train and evaluate every model once per seed (e.g. --seeds 0,1,2).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
 @click.option("--batch-size", type=int, default=256, show_default=True, help="Attack and sampling batch size.")
 @click.option("--queries", "query_budget", type=int, default=5000, show_default=True,
@@ -194,8 +196,8 @@ def _not_in_run(registry: Registry, name: str, key: str, in_run: list[str]) -> s
 @click.option("--decision-draws", type=int, default=DEFAULT_DECISION_DRAWS, show_default=True,
               help="Adaptive evaluation of a randomized model: draws per prediction; correct only if all are.")
 @db_option
-def run(attacks, defenses, generators, samples, dataset, norm, eps_text, targeted, n, seed, device, batch_size,
-        query_budget, param_items, fast, force, deterministic, timeout, run_checks, evaluation, eot_samples,
+def run(attacks, defenses, generators, samples, dataset, norm, eps_text, targeted, n, seed, seeds_text, device,
+        batch_size, query_budget, param_items, fast, force, deterministic, timeout, run_checks, evaluation, eot_samples,
         decision_draws, db_url) -> None:
     """Evaluate attacks against defenses, or score generators, and store the results."""
     from .checks import check_run
@@ -210,17 +212,20 @@ def run(attacks, defenses, generators, samples, dataset, norm, eps_text, targete
         raise InvalidInputError("nothing to run: pass --attack and --defense (e.g. arena run --attack fgsm --defense "
                                 "advtrain), or --generator (e.g. arena run --generator vae)")
     params = _parse_params(param_items)
+    seeds = _parse_seeds(seed, seeds_text)
     if timeout is not None and not timeout > 0:
         raise InvalidInputError(f"--timeout {timeout:g} must be above 0 seconds")
     registry = _registry()
     _warn_problems(registry)
     _check_params(registry, params, {"attack": attack_names, "defense": defense_names, "generator": generator_names})
-    if deterministic:
-        from .runner import make_deterministic
-
-        make_deterministic(seed)
     if not attack_names:
-        _run_generators(registry, generator_names, dataset, samples, seed, device, batch_size, params, force, db_url)
+        broken = False
+        for seed in seeds:
+            _make_deterministic(deterministic, seed)
+            broken |= _run_generators(registry, generator_names, dataset, samples, seed, device, batch_size, params,
+                                      force, db_url)
+        if broken:
+            sys.exit(1)
         return
     eps_values = _parse_eps(eps_text)
     data_plugin = registry.get("dataset", dataset).cls
@@ -236,12 +241,15 @@ def run(attacks, defenses, generators, samples, dataset, norm, eps_text, targete
 
     with Reporter(stderr) as reporter:
         runner = Runner(store, registry, home(), torch_device, reporter, force=force)
-        outcomes = runner.robustness(
-            dataset, attack_names, defense_names, threats,
-            Settings(seed=seed, n=n, batch_size=batch_size, query_budget=query_budget, timeout=timeout,
-                     fast=fast, evaluation=evaluation, eot_samples=eot_samples, decision_draws=decision_draws),
-            params,
-        )
+        outcomes = []
+        for seed in seeds:  # the whole pipeline once per seed: every model trains once per seed
+            _make_deterministic(deterministic, seed)
+            outcomes += runner.robustness(
+                dataset, attack_names, defense_names, threats,
+                Settings(seed=seed, n=n, batch_size=batch_size, query_budget=query_budget, timeout=timeout,
+                         fast=fast, evaluation=evaluation, eot_samples=eot_samples, decision_draws=decision_draws),
+                params,
+            )
         if run_checks:
             for outcome in outcomes:
                 if outcome.ok and not outcome.reused:
@@ -260,16 +268,46 @@ def run(attacks, defenses, generators, samples, dataset, norm, eps_text, targete
         stderr.print(f"[red]{outcome.run.status}:[/] {markup(outcome.attack)} vs {markup(outcome.defense)} "
                      f"({markup(outcome.threat)}): {markup(first)} (details: arena show {outcome.run.id})",
                      highlight=False)
+    broken = False
     if generator_names:
-        _run_generators(registry, generator_names, dataset, samples, seed, device, batch_size, params, force, db_url,
-                        failed=bool(failed))
-    if failed:
+        for seed in seeds:
+            _make_deterministic(deterministic, seed)
+            broken |= _run_generators(registry, generator_names, dataset, samples, seed, device, batch_size, params,
+                                      force, db_url)
+    if failed or broken:
         sys.exit(1)
 
 
-def _run_generators(registry, names, dataset, samples, seed, device, batch_size, params, force, db_url,
-                    failed=False) -> None:
-    """The generative track of `arena run`: train or load each generator, score it, store it."""
+def _parse_seeds(seed: int | None, text: str | None) -> list[int]:
+    """The seeds of a run: ``--seed S`` (default 0) or ``--seeds S1,S2,...``, never both."""
+    if text is None:
+        return [0 if seed is None else seed]
+    if seed is not None:
+        raise InvalidInputError("--seed and --seeds were both given: use --seed S for one seed or --seeds S1,S2,.. "
+                                "for several")
+    seeds = []
+    for item in text.split(","):
+        item = item.strip()
+        try:
+            value = int(item)
+        except ValueError:
+            raise InvalidInputError(f"--seeds {text!r}: {item!r} is not a whole number (use e.g. --seeds 0,1,2)") from None
+        if value in seeds:
+            raise InvalidInputError(f"--seeds {text!r}: seed {value} is listed twice")
+        seeds.append(value)
+    return seeds
+
+
+def _make_deterministic(deterministic: bool, seed: int) -> None:
+    if deterministic:
+        from .runner import make_deterministic
+
+        make_deterministic(seed)
+
+
+def _run_generators(registry, names, dataset, samples, seed, device, batch_size, params, force, db_url) -> bool:
+    """The generative track of `arena run`: train or load each generator, score it, store it;
+    whether any of them failed."""
     from .config import home
     from .generation import GenerativeSettings, GenerativeTrack
     from .generative_report import run_summary
@@ -289,8 +327,7 @@ def _run_generators(registry, names, dataset, samples, seed, device, batch_size,
         first = (outcome.run.error or "").splitlines()[0]
         stderr.print(f"[red]{outcome.run.status}:[/] {markup(outcome.generator)}: {markup(first)} "
                      f"(details: arena show {outcome.run.id})", highlight=False)
-    if broken or failed:
-        sys.exit(1)
+    return bool(broken)
 
 
 def _pct(value: float | None) -> str:
@@ -314,7 +351,8 @@ def _summary(outcomes) -> Table:
                   pad_edge=False, collapse_padding=True)
     # The evaluation column only when some pairing needed an adaptive one: keeps 80 columns otherwise.
     adaptive = any(outcome.evaluation.adaptive for outcome in outcomes)
-    names = ["run", "attack", "defense", "threat", *["eval"] * adaptive, "clean", "robust", "success", "size", "time",
+    seeded = len({outcome.run.seed for outcome in outcomes}) > 1  # a seed column for --seeds
+    names = ["run", "attack", "defense", *["seed"] * seeded, "threat", *["eval"] * adaptive, "clean", "robust", "success", "size", "time",
              ""]
     for name in names:
         table.add_column(name, justify="left" if name in ("attack", "defense", "threat", "eval", "") else "right",
@@ -324,7 +362,7 @@ def _summary(outcomes) -> Table:
         size = result.mean_linf if result.norm == "linf" else result.mean_l2
         note = cell(run.status, style="red") if not outcome.ok else cell("reused" if outcome.reused else "")
         table.add_row(
-            str(run.id), cell(result.attack), cell(result.defense),
+            str(run.id), cell(result.attack), cell(result.defense), *[str(run.seed)] * seeded,
             cell(_threat_label(result.norm, result.eps, result.targeted)),
             *[_evaluation_label(result.evaluation)] * adaptive, _pct(result.clean_accuracy),
             _pct(result.robust_accuracy), _pct(result.attack_success_rate),
@@ -374,6 +412,63 @@ def leaderboard(dataset, norm, eps_text, track, include_flagged, fmt, output, db
         from arena_leaderboard import render_csv, render_json, render_markdown
 
         _emit({"md": render_markdown, "csv": render_csv, "json": render_json}[fmt](board_views), output)
+
+
+@cli.command()
+@click.argument("first", metavar="A")
+@click.argument("second", metavar="B")
+@click.option("--dataset", default=None, help="Only this dataset.")
+@click.option("--norm", type=click.Choice(["linf", "l2"]), default=None, help="Only this threat-model norm.")
+@click.option("--eps", type=float, default=None, help="Only this perturbation budget.")
+@click.option("--targeted/--untargeted", default=None, help="Only targeted (or untargeted) results.")
+@click.option("--include-flagged", is_flag=True, help="Use flagged results too, as `arena leaderboard --include-flagged`.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@db_option
+def compare(first, second, dataset, norm, eps, targeted, include_flagged, as_json, db_url) -> None:
+    """Compare two defenses, or two attacks, on the same test points and seeds.
+
+    Defenses: per-sample worst-case robust outcomes over the attacks both were evaluated with.
+    Attacks: whether each fooled the same defense model on the same test point. Exact McNemar
+    test on the discordant pairs; 95% interval of the difference by a paired bootstrap over test
+    points (seeds resampled first).
+    """
+    from arena_leaderboard.compare import compare as compare_results
+
+    from .results import robustness_rows
+
+    store = _store(db_url, writes=False)
+    rows = robustness_rows(store, _registry(), dataset=dataset, norm=norm, eps=(eps,) if eps is not None else ())
+    if targeted is not None:
+        rows = [row for row in rows if bool(row["targeted"]) == targeted]
+    outcomes = store.sample_outcomes([row["run_id"] for row in rows])
+    rows = [row for row in rows if row["run_id"] in outcomes]
+    result = compare_results(rows, outcomes, first, second, include_flagged)
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=2))
+        return
+    group = result.group
+    threat = f"{group['dataset']} · {group['norm']} eps={group['eps']:g} · " + (
+        "targeted" if group["targeted"] else "untargeted")
+    a, b = markup(result.first), markup(result.second)
+    over = "attacks" if result.kind == "defenses" else "defenses"
+    seeds = ", ".join(markup(seed) for seed in result.seeds)
+    lines = [
+        f"[bold]{a} vs {b}[/] — {markup(threat)}",
+        f"{result.measure} over {over}: {', '.join(markup(name) for name in result.over)}",
+        f"{_count(len(result.seeds), 'seed')} ({seeds}), {_count(result.points, 'test point')}: "
+        f"{_count(result.pairs, 'pair')}",
+        f"{a}: {_pct(result.first_value)}   {b}: {_pct(result.second_value)}",
+        f"difference ({a} − {b}): {100 * result.difference:+.1f} points, 95% CI [{100 * result.low:+.1f}, "
+        f"{100 * result.high:+.1f}] ({result.interval_method}; {result.rounds:,} rounds)",
+        f"discordant pairs: {result.first_only:,} only {a}, {result.second_only:,} only {b}"
+        + (" (robust)" if result.kind == "defenses" else " (fooled)"),
+        f"p = {result.p_value:.3g} ({result.test})",
+    ]
+    if len(result.seeds) > 1:
+        lines.append("[dim]The test counts each (seed, test point) as an independent pair; the interval resamples "
+                     "seeds and test points.[/]")
+    for line in lines:
+        stdout.print(line, highlight=False, soft_wrap=True)
 
 
 def _print_tables(board_views, output: str | None) -> None:

@@ -14,19 +14,26 @@ pair the prior moves ratings by far less than their confidence interval.
 
 The 95% intervals are percentile bootstrap intervals (Efron and Tibshirani 1993) over test
 points: each round resamples the test points with replacement, keeping all matches of a point
-together (a hard point is hard for every defense), and refits the model.
+together (a hard point is hard for every defense), and refits the model. Where the defenses were
+trained with several seeds, each round first resamples the seeds and then the test points within
+each seed drawn, so that the intervals include the spread between training runs.
+
+As on chatbot-arena's leaderboard, a player's rank is 1 + the number of players whose interval
+lies wholly above its own: players whose intervals overlap share a rank.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 from scipy.special import expit, log_expit
 from threadpoolctl import threadpool_limits
+
+from .seeds import resample_weights
 
 BASE_RATING = 1000.0
 #: Rating points per unit of log-odds: a 400-point gap is 10:1 odds, as in Elo and chatbot-arena.
@@ -119,6 +126,8 @@ class Rating:
     high: float
     won: int
     played: int
+    #: 1 + the number of players whose interval lies wholly above this one's (ties share a rank).
+    rank: int = 0
 
     @property
     def win_rate(self) -> float | None:
@@ -134,6 +143,8 @@ class ArenaRatings:
     rounds: int
     #: Groups of players that never met one another; ratings compare only within a group.
     parts: list[list[str]]
+    #: Training seeds resampled by the bootstrap (1: test points only).
+    seeds: int = 1
 
 
 def arena_ratings(
@@ -145,27 +156,42 @@ def arena_ratings(
     played: np.ndarray,
     rounds: int = BOOTSTRAP_ROUNDS,
     seed: int = 0,
+    seed_of: np.ndarray | None = None,
 ) -> ArenaRatings:
     """Ratings of attacks and defenses from per-sample outcomes.
 
     Row ``k`` of the boolean ``(pairs, samples)`` arrays ``fooled`` and ``played`` holds the
     matches of attack ``attacks[attack_of[k]]`` against defense ``defenses[defense_of[k]]``, one
-    column per test point.
+    column per test point. ``seed_of[k]`` numbers the training seed of that row's defense model
+    (0, 1, ...; all 0 by default): the bootstrap resamples those seeds, then the test points
+    within each. ``seed`` seeds the bootstrap itself.
     """
     samples = played.shape[1]
     rng = np.random.default_rng(seed)
-    counts = np.vstack([np.ones(samples), _resample_counts(rng, samples, rounds)])
+    seed_of = np.zeros(len(played), dtype=np.int64) if seed_of is None else np.asarray(seed_of)
+    seeds = int(seed_of.max()) + 1 if len(seed_of) else 1
+    weights = resample_weights(rng, seeds, samples, rounds)
     first, second = np.asarray(attack_of), len(attacks) + np.asarray(defense_of)
     names = list(attacks) + list(defenses)
     with threadpool_limits(limits=1, user_api="blas"):  # see bradley_terry: small products
-        wins = counts @ fooled.T.astype(float)
-        games = counts @ played.T.astype(float)
+        wins = np.zeros((rounds + 1, len(played)))
+        games = np.zeros((rounds + 1, len(played)))
+        wins[0], games[0] = fooled.sum(1), played.sum(1)
+        for replicate in range(seeds):
+            rows = seed_of == replicate
+            wins[1:, rows] = weights[:, replicate] @ fooled[rows].T.astype(float)
+            games[1:, rows] = weights[:, replicate] @ played[rows].T.astype(float)
         estimate = bradley_terry(wins[:1], games[:1], first, second, len(names))
         # Bootstrap fits start from the estimate, a few Newton steps from each of them.
         replicates = bradley_terry(wins[1:], games[1:], first, second, len(names), start=estimate[0])
     points = BASE_RATING + POINTS_PER_LOG_ODDS * np.vstack([estimate, replicates])
     tail = 100 * (1 - CONFIDENCE) / 2
-    low, high = np.percentile(points[1:], [tail, 100 - tail], axis=0)
+    drawn = np.zeros((rounds, len(names)))  # a round where a player has no match says nothing of it
+    np.add.at(drawn.T, first, games[1:].T)
+    np.add.at(drawn.T, second, games[1:].T)
+    resampled = np.where(drawn > 0, points[1:], np.nan)
+    with np.errstate(all="ignore"):
+        low, high = np.nanpercentile(resampled, [tail, 100 - tail], axis=0) if rounds else (points[0], points[0])
     won = np.zeros(len(names), dtype=int)
     total = np.zeros(len(names), dtype=int)
     np.add.at(won, first, wins[0].astype(int))
@@ -178,13 +204,14 @@ def arena_ratings(
         for i, name in enumerate(names)
     ]
     ratings.sort(key=lambda r: (-r.rating, r.player))
-    return ArenaRatings(ratings, samples, rounds, _parts(names, first, second, games[0] > 0))
+    ratings = [replace(r, rank=tied_rank(r, ratings)) for r in ratings]
+    return ArenaRatings(ratings, samples, rounds, _parts(names, first, second, games[0] > 0), seeds)
 
 
-def _resample_counts(rng: np.random.Generator, samples: int, rounds: int) -> np.ndarray:
-    """How often each test point is drawn in each bootstrap round, shape ``(rounds, samples)``."""
-    draws = rng.integers(0, samples, size=(rounds, samples)) + samples * np.arange(rounds)[:, None]
-    return np.bincount(draws.ravel(), minlength=rounds * samples).reshape(rounds, samples).astype(float)
+def tied_rank(rating: Rating, ratings: list[Rating]) -> int:
+    """1 + the number of players whose interval lies wholly above this one's, as chatbot-arena
+    ranks: players whose intervals overlap share a rank."""
+    return 1 + sum(other.low > rating.high for other in ratings if other is not rating)
 
 
 def _parts(names: list[str], first: np.ndarray, second: np.ndarray, met: np.ndarray) -> list[list[str]]:

@@ -47,7 +47,8 @@ class Column:
     ``kind`` is ``text``, ``percent`` (a fraction), ``number``, ``int``, ``rating`` (rounded to a
     whole number), ``mark`` (a boolean shown as a flag) or ``image`` (a path to a picture, drawn
     only on the HTML page). ``interval`` names the row keys of a confidence interval shown after
-    the value; ``heat`` colours the cells by value on a 0..1 scale.
+    the value; ``spread`` names the row key of a standard deviation shown as ``± sd`` after the
+    value where the row has one; ``heat`` colours the cells by value on a 0..1 scale.
     """
 
     name: str
@@ -55,6 +56,7 @@ class Column:
     kind: str = "text"
     interval: tuple[str, str] | None = None
     heat: bool = False
+    spread: str | None = None
 
     @property
     def numeric(self) -> bool:
@@ -116,8 +118,10 @@ def format_value(value: Any, kind: str) -> str:
 
 
 def format_cell(row: dict[str, Any], column: Column) -> str:
-    """The cell as text, with its interval when the column has one."""
+    """The cell as text, with its spread and its interval when the column has them."""
     text = format_value(row.get(column.key), column.kind)
+    if column.spread and row.get(column.spread) is not None and row.get(column.key) is not None:
+        text += f" ± {format_value(row.get(column.spread), column.kind)}"
     if column.interval and row.get(column.interval[0]) is not None:
         low, high = (format_value(row.get(key), column.kind) for key in column.interval)
         text += f" ({low}–{high})"
@@ -236,7 +240,7 @@ def render_csv(views: list[View]) -> str:
     for view in views:
         _extend(group_keys, view.group)
         for column in view.columns:
-            _extend(keys, [column.key, *(column.interval or ())])
+            _extend(keys, [column.key, *([column.spread] if column.spread else []), *(column.interval or ())])
     fields = ["table", *group_keys, *(k for k in keys if k not in group_keys)]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")

@@ -16,6 +16,7 @@ from typing import Any, Iterable, Mapping
 from arena.integrity import is_suspect
 
 from .outcomes import SampleOutcomes, sample_outcomes
+from .seeds import defense_config, mean_std, one_model_per_seed
 
 Row = Mapping[str, Any]
 
@@ -54,7 +55,15 @@ class DefenseEntry:
     robust_by_attack: dict[str, float | None]
     flags: list[str] = field(default_factory=list)
     suspect: bool = False
+    #: The defense configuration (:func:`.seeds.defense_config`): every seed of it.
     key: str = ""
+    #: Seeds behind the clean and worst-case figures, and their sample standard deviations.
+    seeds: int = 1
+    clean_accuracy_std: float | None = None
+    worst_case_std: float | None = None
+    #: Per attack: the standard deviation over seeds, and how many seeds.
+    robust_by_attack_std: dict[str, float | None] = field(default_factory=dict)
+    robust_by_attack_seeds: dict[str, int] = field(default_factory=dict)
 
     @property
     def attacks_faced(self) -> int:
@@ -115,30 +124,19 @@ def robustness_boards(rows: Iterable[Row], outcomes: Mapping[int, Mapping[int, b
 
 
 def _board(group: ThreatGroup, runs: list[Row], outcomes: Mapping[int, Mapping[int, bool]]) -> RobustnessBoard:
+    runs = one_model_per_seed(runs)
     samples = sample_outcomes(runs, outcomes)
-    rows_of: dict[str, list[int]] = {}
+    rows_of: dict[str, dict[Any, list[int]]] = {}
     for position, run in enumerate(runs):
-        rows_of.setdefault(run["defense_key"], []).append(position)
+        rows_of.setdefault(defense_config(run), {}).setdefault(run.get("seed"), []).append(position)
     names = _defense_names(runs)
 
     defenses = []
-    for key, rows in rows_of.items():
-        mine = [runs[i] for i in rows]
-        score, common = samples.worst_case(rows)
-        widest = max(mine, key=lambda r: r["n"])
-        defenses.append(
-            DefenseEntry(
-                rank=0,
-                defense=names[key],
-                clean_accuracy=widest["clean_accuracy"],
-                worst_case=score,
-                worst_case_n=common,
-                robust_by_attack={r["attack_label"]: r["robust_accuracy"] for r in mine},
-                flags=sorted({code for r in mine for code in flag_codes(r)}),
-                suspect=any(is_suspect(r.get("flags")) for r in mine),
-                key=key,
-            )
-        )
+    for key, by_seed in rows_of.items():
+        mine = [runs[i] for rows in by_seed.values() for i in rows]
+        defenses.append(_defense_entry(key, names[key], by_seed, runs, samples))
+        defenses[-1].flags = sorted({code for r in mine for code in flag_codes(r)})
+        defenses[-1].suspect = any(is_suspect(r.get("flags")) for r in mine)
     defenses.sort(key=lambda e: (-(e.worst_case if e.worst_case is not None else -1), -(e.clean_accuracy or 0), e.defense))
     for rank, entry in enumerate(defenses, 1):
         entry.rank = rank
@@ -151,12 +149,61 @@ def _board(group: ThreatGroup, runs: list[Row], outcomes: Mapping[int, Mapping[i
     return RobustnessBoard(group, attack_labels, defenses, attacks, runs, samples)
 
 
+def _defense_entry(key: str, name: str, by_seed: Mapping[Any, list[int]], runs: list[Row],
+                   samples: SampleOutcomes) -> DefenseEntry:
+    """One defense configuration over its seeds: per seed the clean accuracy of its widest
+    evaluation and the per-sample worst case over its attacks; their mean and spread."""
+    attacks = {runs[i]["attack_label"] for rows in by_seed.values() for i in rows}
+    # The worst case compares like with like: only seeds evaluated with every attack count.
+    complete = {seed: rows for seed, rows in by_seed.items() if {runs[i]["attack_label"] for i in rows} == attacks}
+    used = complete or by_seed
+    cleans, worst, points = [], [], []
+    for rows in used.values():
+        cleans.append(max((runs[i] for i in rows), key=lambda r: r["n"])["clean_accuracy"])
+        if complete:
+            score, common = samples.worst_case(rows)
+            worst.append(score)
+            points.append(common)
+    clean, clean_std = mean_std(cleans)
+    worst_case, worst_case_std = mean_std(worst)
+    robust: dict[str, list[float | None]] = {}
+    for rows in by_seed.values():
+        for i in rows:
+            robust.setdefault(runs[i]["attack_label"], []).append(runs[i]["robust_accuracy"])
+    by_attack = {label: mean_std(values) for label, values in robust.items()}
+    return DefenseEntry(
+        rank=0,
+        defense=name,
+        clean_accuracy=clean,
+        worst_case=worst_case,
+        worst_case_n=min(points) if points else 0,
+        robust_by_attack={label: mean for label, (mean, _) in by_attack.items()},
+        key=key,
+        seeds=len(used),
+        clean_accuracy_std=clean_std,
+        worst_case_std=worst_case_std,
+        robust_by_attack_std={label: std for label, (_, std) in by_attack.items()},
+        robust_by_attack_seeds={label: len(values) for label, values in robust.items()},
+    )
+
+
 def _defense_names(runs: list[Row]) -> dict[str, str]:
-    """Each defense model's label, with its key's prefix where two models share a label
-    (the same defense trained with another seed or on other data)."""
-    labels = {run["defense_key"]: run["defense_label"] for run in runs}
+    """Each defense configuration's label, with a key's prefix where two configurations share a
+    label (the same defense of another version or trained on other data): the model's key where
+    the configuration has one model, else the configuration's."""
+    labels: dict[str, str] = {}
+    models: dict[str, set[str]] = {}
+    for run in runs:
+        config = defense_config(run)
+        labels[config] = run["defense_label"]
+        models.setdefault(config, set()).add(run["defense_key"])
     repeated = Counter(labels.values())
-    return {key: label if repeated[label] == 1 else f"{label} [{key[:6]}]" for key, label in labels.items()}
+
+    def prefix(config: str) -> str:
+        keys = models[config]
+        return (next(iter(keys)) if len(keys) == 1 else config)[:6]
+
+    return {key: label if repeated[label] == 1 else f"{label} [{prefix(key)}]" for key, label in labels.items()}
 
 
 def _attack_entry(label: str, runs: list[Row], norm: str) -> AttackEntry:
@@ -179,7 +226,7 @@ def _attack_entry(label: str, runs: list[Row], norm: str) -> AttackEntry:
         access=runs[0]["attack_access"],
         success_rate=successes / attacked if attacked else None,
         mean_robust_accuracy=statistics.fmean(robust) if robust else None,
-        defenses_faced=len(runs),
+        defenses_faced=len({defense_config(row) for row in runs}),
         mean_perturbation=statistics.fmean(sizes) if sizes else None,
         queries=statistics.fmean(queries) if queries else None,
         flags=sorted({code for r in runs for code in flag_codes(r)}),

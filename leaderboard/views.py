@@ -19,6 +19,7 @@ from .provenance import robustness_runs_views
 from .ratings import ArenaRatings, arena_ratings
 from .render import Column, Figure, View
 from .robustness import RobustnessBoard, Row, ThreatGroup, flag_codes, latest_runs, robustness_boards
+from .seeds import defense_config, seed_index
 
 #: The tracks these views belong to (``--track``).
 ROBUSTNESS_TRACKS = ("robustness", "attacks")
@@ -52,15 +53,24 @@ def robustness_views(
     return views
 
 
+def _seeded(board: RobustnessBoard) -> bool:
+    """Whether any defense has several seeds: then figures show their spread and seed counts."""
+    return any(entry.seeds > 1 or max(entry.robust_by_attack_seeds.values(), default=1) > 1
+               for entry in board.defenses)
+
+
 def defense_view(board: RobustnessBoard) -> View:
+    seeded = _seeded(board)
     columns = [
         Column("#", "rank", "int"),
         Column("defense", "defense"),
-        Column("clean", "clean_accuracy", "percent"),
-        Column("worst case", "worst_case", "percent", heat=True),
+        Column("clean", "clean_accuracy", "percent", spread="clean_accuracy_std" if seeded else None),
+        Column("worst case", "worst_case", "percent", heat=True, spread="worst_case_std" if seeded else None),
         Column("points", "worst_case_n", "int"),
         Column("attacks", "attacks_faced", "int"),
     ]
+    if seeded:
+        columns.append(Column("seeds", "seeds", "int"))
     columns += _flag_columns(board.defenses)
     rows = [
         {
@@ -70,12 +80,18 @@ def defense_view(board: RobustnessBoard) -> View:
             "worst_case": entry.worst_case,
             "worst_case_n": entry.worst_case_n,
             "attacks_faced": entry.attacks_faced,
+            "seeds": entry.seeds,
+            "clean_accuracy_std": entry.clean_accuracy_std,
+            "worst_case_std": entry.worst_case_std,
             "flags": entry.flags,
             "suspect": entry.suspect,
         }
         for entry in board.defenses
     ]
     notes = ["Worst case: a test point counts only if no attack fooled it (as AutoAttack reports)."]
+    if seeded:
+        notes.append("Several seeds: mean ± sample standard deviation over the seeds (each trained and attacked "
+                     "anew); the worst case over the seeds evaluated with every attack.")
     return View(f"Defenses — {board.group}", "defenses", board.group.as_dict(), columns, rows, notes=notes)
 
 
@@ -122,9 +138,10 @@ def board_ratings(board: RobustnessBoard) -> ArenaRatings:
     defenses = {entry.key: position for position, entry in enumerate(board.defenses)}
     attacks = {entry.attack: position for position, entry in enumerate(board.attack_ranking)}
     attack_of = np.array([attacks[run["attack_label"]] for run in board.runs])
-    defense_of = np.array([defenses[run["defense_key"]] for run in board.runs])
+    defense_of = np.array([defenses[defense_config(run)] for run in board.runs])
+    _, seed_of = seed_index(board.runs)
     return arena_ratings(list(attacks), [entry.defense for entry in board.defenses], attack_of, defense_of,
-                         board.outcomes.fooled, board.outcomes.evaluated)
+                         board.outcomes.fooled, board.outcomes.evaluated, seed_of=seed_of)
 
 
 def ratings_view(board: RobustnessBoard, ratings: ArenaRatings) -> View:
@@ -138,7 +155,7 @@ def ratings_view(board: RobustnessBoard, ratings: ArenaRatings) -> View:
     ]
     rows = [
         {
-            "rank": rank,
+            "rank": rating.rank,
             "player": rating.player,
             "side": rating.side,
             "rating": rating.rating,
@@ -147,12 +164,15 @@ def ratings_view(board: RobustnessBoard, ratings: ArenaRatings) -> View:
             "win_rate": rating.win_rate,
             "matches": rating.played,
         }
-        for rank, rating in enumerate(ratings.ratings, 1)
+        for rating in ratings.ratings
     ]
     notes = [
         "Bradley–Terry: each (attack, defense, test point) is a match the attack wins if the point "
         "ends misclassified. 400 points = 10:1 odds.",
-        f"95% CI: bootstrap over {ratings.samples} test points, {ratings.rounds} rounds.",
+        (f"95% CI: bootstrap over {ratings.samples} test points, {ratings.rounds} rounds"
+         if ratings.seeds == 1 else
+         f"95% CI: bootstrap over {ratings.seeds} seeds, then {ratings.samples} test points within each, "
+         f"{ratings.rounds} rounds") + "; players whose intervals overlap share a rank.",
     ]
     if len(ratings.parts) > 1:
         groups = " | ".join(", ".join(part) for part in ratings.parts)
@@ -165,12 +185,21 @@ def ratings_view(board: RobustnessBoard, ratings: ArenaRatings) -> View:
 def matrix_view(board: RobustnessBoard) -> View:
     attacks = [entry.attack for entry in board.attack_ranking]
     keys = [f"attack:{attack}" for attack in attacks]
+    seeded = _seeded(board)
     columns = [Column("defense \\ attack", "defense")]
-    columns += [Column(attack, key, "percent", heat=True) for attack, key in zip(attacks, keys)]
+    columns += [Column(attack, key, "percent", heat=True, spread=f"{key}:std" if seeded else None)
+                for attack, key in zip(attacks, keys)]
+    if seeded:
+        columns.append(Column("seeds", "seeds"))
     rows = []
     for entry in board.defenses:
         row: dict[str, Any] = {"defense": entry.defense}
         row.update({key: entry.robust_by_attack.get(attack) for attack, key in zip(attacks, keys)})
+        if seeded:
+            row.update({f"{key}:std": entry.robust_by_attack_std.get(attack) for attack, key in zip(attacks, keys)})
+            row.update({f"{key}:seeds": entry.robust_by_attack_seeds.get(attack) for attack, key in zip(attacks, keys)})
+            counts = sorted(set(entry.robust_by_attack_seeds.values()))
+            row["seeds"] = str(counts[0]) if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
         rows.append(row)
     figure = Figure("heatmap", "defense", keys, x_label="attack", y_label="defense")
     return View(f"Robust accuracy, defense × attack — {board.group}", "matrix", board.group.as_dict(), columns,
@@ -217,7 +246,7 @@ def examples_view(board: RobustnessBoard) -> View:
     """For each top defense, the stored examples of the attack that fooled it most."""
     rows = []
     for entry in board.defenses[:EXAMPLE_DEFENSES]:
-        runs = [run for run in board.runs if run["defense_key"] == entry.key and (run.get("artifacts") or {}).get("examples")]
+        runs = [run for run in board.runs if defense_config(run) == entry.key and (run.get("artifacts") or {}).get("examples")]
         if not runs:
             continue
         strongest = min(runs, key=lambda r: (r["robust_accuracy"] if r["robust_accuracy"] is not None else 2, r["attack_label"]))

@@ -58,7 +58,7 @@ class Arena:
 
     def __call__(self, *args: str, db: bool = True):
         argv = list(args)
-        if db and argv and argv[0] in {"run", "leaderboard", "results", "show", "check"}:
+        if db and argv and argv[0] in {"run", "leaderboard", "results", "show", "check", "compare"}:
             argv += ["--db", self.db]
         result = CliRunner().invoke(cli, argv, catch_exceptions=False)
         return result

@@ -1,0 +1,85 @@
+"""Several training seeds of one defense: which runs are replicates, their spread, and the
+two-stage bootstrap (seeds, then test points within each seed) the intervals use.
+
+A figure measured with one seed says how one training run came out on one machine: floating-point
+kernels differ between CPUs, so training does too. A defense trained with several seeds is one
+leaderboard entry whose figures are the mean over its seeds with their sample standard deviation.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from arena.provenance import stable_hash
+
+Row = Mapping[str, Any]
+
+
+def defense_config(row: Row) -> str:
+    """What identifies a defense apart from its seed: plugin, version, hyperparameters and data.
+
+    Runs of one defense configuration trained with different seeds (different ``defense_key``)
+    are replicates of one leaderboard entry.
+    """
+    return stable_hash({
+        "label": row.get("defense_label"),
+        "defense": row.get("defense"),
+        "package": row.get("defense_package"),
+        "version": row.get("defense_version"),
+        "params": row.get("defense_params") or {},
+        "dataset": row.get("dataset"),
+        "dataset_hash": row.get("dataset_hash"),
+    })
+
+
+def one_model_per_seed(runs: Iterable[Row]) -> list[Row]:
+    """The runs of one threat model, keeping for each defense configuration and seed only the
+    model (``defense_key``) with the newest run: two models of the same configuration and seed
+    (trained by different Arena versions) are not two seeds."""
+    runs = list(runs)
+    newest: dict[tuple[str, Any], tuple[int, str]] = {}
+    for run in runs:
+        slot = (defense_config(run), run.get("seed"))
+        newest[slot] = max(newest.get(slot, (-1, "")), (run["run_id"], run["defense_key"]))
+    return [run for run in runs if newest[(defense_config(run), run.get("seed"))][1] == run["defense_key"]]
+
+
+def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation (ddof=1) of the values present; the deviation only
+    from two values on."""
+    present = [float(v) for v in values if v is not None]
+    if not present:
+        return None, None
+    return statistics.fmean(present), statistics.stdev(present) if len(present) > 1 else None
+
+
+def resample_counts(rng: np.random.Generator, samples: int, rounds: int) -> np.ndarray:
+    """How often each test point is drawn in each bootstrap round, shape ``(rounds, samples)``."""
+    draws = rng.integers(0, samples, size=(rounds, samples)) + samples * np.arange(rounds)[:, None]
+    return np.bincount(draws.ravel(), minlength=rounds * samples).reshape(rounds, samples).astype(float)
+
+
+def resample_weights(rng: np.random.Generator, seeds: int, samples: int, rounds: int) -> np.ndarray:
+    """Two-stage bootstrap weights, shape ``(rounds, seeds, samples)``: each round draws
+    ``seeds`` seeds with replacement, then, for each seed drawn, the test points with
+    replacement; a cell is how often that (seed, test point) was drawn.
+
+    With one seed this is the plain bootstrap over test points, from the same random draws.
+    """
+    if seeds == 1:
+        return resample_counts(rng, samples, rounds)[:, None, :]
+    chosen = rng.integers(0, seeds, size=(rounds, seeds))
+    points = resample_counts(rng, samples, rounds * seeds)
+    weights = np.zeros((rounds, seeds, samples))
+    np.add.at(weights, (np.repeat(np.arange(rounds), seeds), chosen.ravel()), points)
+    return weights
+
+
+def seed_index(runs: Sequence[Row]) -> tuple[list[Any], np.ndarray]:
+    """The distinct seeds of ``runs`` (sorted) and each run's position among them."""
+    seeds = sorted({run.get("seed") for run in runs}, key=lambda s: (s is None, s))
+    position = {seed: i for i, seed in enumerate(seeds)}
+    return seeds, np.array([position[run.get("seed")] for run in runs], dtype=np.int64)

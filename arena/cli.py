@@ -421,10 +421,9 @@ def leaderboard(dataset, norm, eps_text, track, include_flagged, fmt, output, db
 @click.option("--norm", type=click.Choice(["linf", "l2"]), default=None, help="Only this threat-model norm.")
 @click.option("--eps", type=float, default=None, help="Only this perturbation budget.")
 @click.option("--targeted/--untargeted", default=None, help="Only targeted (or untargeted) results.")
-@click.option("--include-flagged", is_flag=True, help="Use flagged results too, as `arena leaderboard --include-flagged`.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @db_option
-def compare(first, second, dataset, norm, eps, targeted, include_flagged, as_json, db_url) -> None:
+def compare(first, second, dataset, norm, eps, targeted, as_json, db_url) -> None:
     """Compare two defenses, or two attacks, on the same test points and seeds.
 
     Defenses: per-sample worst-case robust outcomes over the attacks both were evaluated with.
@@ -442,7 +441,7 @@ def compare(first, second, dataset, norm, eps, targeted, include_flagged, as_jso
         rows = [row for row in rows if bool(row["targeted"]) == targeted]
     outcomes = store.sample_outcomes([row["run_id"] for row in rows])
     rows = [row for row in rows if row["run_id"] in outcomes]
-    result = compare_results(rows, outcomes, first, second, include_flagged)
+    result = compare_results(rows, outcomes, first, second)
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2))
         return

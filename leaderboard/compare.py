@@ -20,7 +20,6 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from arena.errors import InvalidInputError
-from arena.integrity import is_suspect
 
 from .outcomes import sample_outcomes
 from .robustness import Row, ThreatGroup, latest_runs
@@ -122,13 +121,12 @@ def paired_difference(
     }
 
 
-def compare(rows: Iterable[Row], outcomes: Mapping[int, Any], first: str, second: str,
-            include_flagged: bool = False) -> Comparison:
+def compare(rows: Iterable[Row], outcomes: Mapping[int, Any], first: str, second: str) -> Comparison:
     """Compare two defenses or two attacks (by their leaderboard labels) on the ranked results of
     ``rows``, which must hold one threat model where both appear."""
     if first == second:
         raise InvalidInputError(f"compare two different defenses or attacks, not {first!r} with itself")
-    latest = [row for row in latest_runs(rows) if include_flagged or not is_suspect(row.get("flags"))]
+    latest = latest_runs(rows)  # flagged results too: their verified examples count, as on the leaderboard
     defenses = {row["defense_label"] for row in latest}
     attacks = {row["attack_label"] for row in latest}
     if first in defenses and second in defenses:

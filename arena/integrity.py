@@ -78,9 +78,17 @@ class ModelProbe:
     #: Outputs that changed between identical passes only after this probe, while the host judged.
     randomized_late: bool = False
 
-    def flags(self, white_box: bool, bpda: bool = False) -> list[Flag]:
-        """Flags for a result obtained with this model (``bpda``: the attack saw BPDA gradients)."""
+    def flags(self, white_box: bool, bpda: bool = False, declared_deterministic: bool = False) -> list[Flag]:
+        """Flags for a result obtained with this model (``bpda``: the attack saw BPDA gradients;
+        ``declared_deterministic``: the defense class says ``deterministic = True``)."""
         flags = []
+        if declared_deterministic and (self.randomized or self.randomized_late):
+            flags.append(Flag(
+                "undeclared-randomness",
+                "the defense declares deterministic = True, but its outputs differ between identical forward "
+                "passes: evaluated as randomized (EOT, decision over draws); the plugin should set "
+                "deterministic = False",
+            ))
         if self.randomized_late:
             flags.append(Flag(
                 "randomized-late",

@@ -463,7 +463,9 @@ class Runner:
                 for name, value in metrics.items():
                     setattr(run.robustness, name, value)
                 white_box = attack.access == Access.WHITE_BOX
-                flags = built.probe.flags(white_box=white_box, bpda=evaluation.bpda) if built.probe else []
+                declared = bool(getattr(defense_info.cls, "deterministic", True))
+                flags = built.probe.flags(white_box=white_box, bpda=evaluation.bpda,
+                                          declared_deterministic=declared) if built.probe else []
                 flags += evaluation_flags(evaluation, adaptive, built.probe)
                 flags += run_flags(threat.norm, threat.eps, data.plugin.shape, data.plugin.classes,
                                    metrics["robust_accuracy"])

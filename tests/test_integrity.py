@@ -83,6 +83,21 @@ def test_broken_defenses_are_flagged_through_the_cli(arena):
     assert "zero-gradients" in shown.stdout
 
 
+def test_a_defense_falsely_declared_deterministic_is_flagged(arena):
+    broken_plugins.install()
+    result = arena("run", "-a", "fgsm", "-d", "noisy-undeclared,noisy", "--n", "50", "--evaluation", "adaptive")
+    assert result.exit_code == 0, result.stderr
+    flags = {r["defense"]: {f["code"]: f["severity"] for f in r["flags"]} for r in arena.json("results", "--json")}
+    # Evaluated with EOT either way; only the false declaration is a warning.
+    assert flags["noisy-undeclared"] == {"undeclared-randomness": "warning", "randomized": "info", "eot": "info"}
+    assert flags["noisy"] == {"randomized": "info", "eot": "info"}
+    assert "flagged: fgsm vs noisy-undeclared (linf eps=0.2 untargeted): undeclared-randomness" in result.stderr
+    boards = arena.json("leaderboard", "--format", "json")
+    (flagged,) = [b for b in boards if b["table"] == "flagged"]
+    assert [e["defense_label"] for e in flagged["entries"]] == ["noisy-undeclared"]
+    assert "deterministic = False" in flagged["entries"][0]["message"]
+
+
 def test_noise_beating_fgsm_on_a_masked_defense_is_flagged(arena):
     broken_plugins.install()
     # FGSM sees zero gradients on the quantized model and cannot move; random corners can.

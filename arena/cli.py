@@ -248,12 +248,8 @@ def run(attacks, defenses, generators, samples, dataset, norm, eps_text, targete
                     check_run(runner, store.get_run(outcome.run.id))
             outcomes = [replace(o, run=store.get_run(o.run.id)) for o in outcomes]
     stdout.print(_summary(outcomes))
-    flagged = [o for o in outcomes if o.ok and o.run.flags]
-    for outcome in flagged:
-        codes = ", ".join(f["code"] for f in outcome.run.flags)
-        stderr.print(f"[yellow]flagged:[/] {markup(outcome.attack)} vs {markup(outcome.defense)} "
-                     f"({markup(outcome.threat)}): {markup(codes)} (details: arena show {outcome.run.id})",
-                     highlight=False)
+    for outcome in (o for o in outcomes if o.ok and o.run.flags):
+        _print_flags(outcome)
     failed = [o for o in outcomes if not o.ok]
     for outcome in failed:
         first = (outcome.run.error or "").splitlines()[0]
@@ -265,6 +261,21 @@ def run(attacks, defenses, generators, samples, dataset, norm, eps_text, targete
                         failed=bool(failed))
     if failed:
         sys.exit(1)
+
+
+#: How `arena run` introduces a result's flags of each severity: a warning keeps the result out of
+#: the rankings ("flagged", as the leaderboard says), an info flag only says how it was obtained.
+_SEVERITY_WORDS = {"warning": ("flagged", "yellow"), "info": ("note", "cyan")}
+
+
+def _print_flags(outcome) -> None:
+    """One line per severity of the outcome's flags: ``flagged:`` for warnings, ``note:`` for info."""
+    for severity, (word, colour) in _SEVERITY_WORDS.items():
+        codes = [f.get("code", "") for f in outcome.run.flags if f.get("severity", "warning") == severity]
+        if codes:
+            stderr.print(f"[{colour}]{word}:[/] {markup(outcome.attack)} vs {markup(outcome.defense)} "
+                         f"({markup(outcome.threat)}): {markup(', '.join(codes))} "
+                         f"(details: arena show {outcome.run.id})", highlight=False)
 
 
 def _run_generators(registry, names, dataset, samples, seed, device, batch_size, params, force, db_url,
@@ -604,7 +615,8 @@ def check(run_id, samples, device, db_url) -> None:
                          f"{_pct(value['robust_accuracy_doubled'])}", highlight=False)
     if found["flags"]:
         for flag in found["flags"]:
-            stdout.print(f"[yellow]flagged[/] {markup(flag['code'])}: {markup(flag['message'])}", highlight=False)
+            word, colour = _SEVERITY_WORDS.get(flag.get("severity"), _SEVERITY_WORDS["warning"])
+            stdout.print(f"[{colour}]{word}[/] {markup(flag['code'])}: {markup(flag['message'])}", highlight=False)
     else:
         stdout.print("no problems found")
 

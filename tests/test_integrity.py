@@ -78,7 +78,11 @@ def test_broken_defenses_are_flagged_through_the_cli(arena):
         ("standard", "plain"): set(),
     }
     assert not is_suspect(next(r["flags"] for r in rows if r["evaluation"]["mode"] == "adaptive"))
-    assert "flagged: fgsm vs quantized" in result.stderr
+    # Warnings are "flagged" (kept out of the rankings), info flags only a "note".
+    assert "flagged: fgsm vs quantized (linf eps=0.2 untargeted): zero-gradients" in result.stderr
+    assert "note: fgsm vs noisy (linf eps=0.2 untargeted): randomized, eot (details" in result.stderr
+    assert "flagged: fgsm vs noisy (linf eps=0.2 untargeted): not-adaptive (details" in result.stderr
+    assert "note: fgsm vs standard" not in result.stderr and "flagged: fgsm vs standard" not in result.stderr
     shown = arena("show", str(next(r["run_id"] for r in arena.json("results", "--json") if r["defense"] == "quantized")))
     assert "zero-gradients" in shown.stdout
 

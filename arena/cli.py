@@ -16,13 +16,14 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
+from .console import OutputConsole
 from .errors import ArenaError, InvalidInputError
 from .evaluation import DEFAULT_DECISION_DRAWS, DEFAULT_EOT_SAMPLES, Evaluation
 from .plugins import Registry, get_registry
 from .text import cell, markup, terminal_safe
 
-stdout = Console(soft_wrap=False)
-stderr = Console(stderr=True)
+stdout = OutputConsole(soft_wrap=False)
+stderr = OutputConsole(stderr=True)
 
 
 class ArenaGroup(click.Group):

@@ -326,8 +326,8 @@ def _summary(outcomes) -> Table:
                   pad_edge=False, collapse_padding=True)
     # The evaluation column only when some pairing needed an adaptive one: keeps 80 columns otherwise.
     adaptive = any(outcome.evaluation.adaptive for outcome in outcomes)
-    names = ["run", "attack", "defense", "threat", *["eval"] * adaptive, "clean", "robust", "success", "size", "time",
-             ""]
+    names = ["run", "attack", "defense", "threat", *["eval"] * adaptive, "clean", "robust", "success", "size",
+             "attack time", "training", ""]
     for name in names:
         table.add_column(name, justify="left" if name in ("attack", "defense", "threat", "eval", "") else "right",
                          no_wrap=True)
@@ -340,9 +340,20 @@ def _summary(outcomes) -> Table:
             cell(_threat_label(result.norm, result.eps, result.targeted)),
             *[_evaluation_label(result.evaluation)] * adaptive, _pct(result.clean_accuracy),
             _pct(result.robust_accuracy), _pct(result.attack_success_rate),
-            "—" if size is None else f"{size:.3f}", f"{run.duration_s:.1f}s", note,
+            "—" if size is None else f"{size:.3f}", _seconds(outcome.attack_seconds), _training(outcome), note,
         )
     return table
+
+
+def _seconds(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}s"
+
+
+def _training(outcome) -> str:
+    """The defense model's training time in this command, or ``cached`` when it was loaded."""
+    if outcome.model_cached:
+        return "cached"
+    return _seconds(outcome.train_seconds)
 
 
 @cli.command()

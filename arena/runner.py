@@ -143,6 +143,8 @@ class BuiltModel:
     probe: ModelProbe | None = None
     #: :func:`arena.integrity.fingerprint` of the frozen model, checked before and after each pairing.
     fingerprint: str = ""
+    #: Wall-clock seconds this process spent building and training the model (None: from the cache).
+    train_seconds: float | None = None
 
 
 @dataclass
@@ -155,10 +157,21 @@ class PairingOutcome:
     defense: str
     threat: ThreatModel
     evaluation: Evaluation = PLAIN
+    #: Seconds spent training the defense model in this command; None when it came from the cache
+    #: (or could not be built), see ``model_cached``.
+    train_seconds: float | None = None
+    #: Whether the defense model was loaded from the model cache (None: it was not built).
+    model_cached: bool | None = None
 
     @property
     def ok(self) -> bool:
         return self.run.status == "ok"
+
+    @property
+    def attack_seconds(self) -> float | None:
+        """The attack's own wall time (without training or judging), where the run recorded it."""
+        value = (self.run.provenance or {}).get("attack_seconds")
+        return float(value) if isinstance(value, (int, float)) else None
 
 
 @dataclass
@@ -249,15 +262,19 @@ class Runner:
                 return defense.train(model, ctx)
 
             meta = {"defense": info.name, "source": _source(info), "params": params, "dataset": data.info.name, "seed": seed}
+            started = time.perf_counter()
             try:
                 built = self.cache.get(key, "defense", info.name, build, train, meta)
             except Exception as exc:
                 self._failures[key] = exc
                 raise
+            # Building counts too: a wrapping defense trains the model it wraps in build().
+            train_seconds = None if built.cached else time.perf_counter() - started
             model = _freeze(built.model)
             verified = fingerprint(model)
             probe = probe_model(model, data.splits.x_test, data.splits.y_test)
-            self._models[key] = BuiltModel(model, key, built.sha256, params, info, built.cached, probe, verified)
+            self._models[key] = BuiltModel(model, key, built.sha256, params, info, built.cached, probe, verified,
+                                           train_seconds)
         return self._models[key]
 
     def verified_defense_model(
@@ -433,6 +450,7 @@ class Runner:
             stored = self.store.save_run(run)
             return [PairingOutcome(stored, stored is not run, **label)]
 
+        label.update(train_seconds=built.train_seconds, model_cached=built.cached)
         adaptive = adaptive_evaluation(built.probe, attack.access, settings.eot_samples, settings.decision_draws)
         outcomes = []
         for evaluation in plan(built.probe, attack.access, settings.evaluation, settings.eot_samples,

@@ -374,7 +374,7 @@ class Runner:
         if settings.query_budget < 1:
             raise InvalidInputError("--queries must be at least 1")
         check_settings(settings.evaluation, settings.eot_samples, settings.decision_draws)
-        pairings = _compatible(attack_infos, threats, explicit="all" not in attacks, reporter=self.reporter)
+        pairings = _compatible(attack_infos, threats, reporter=self.reporter)
         for info in attack_infos:  # and so do values the dataset decides, before any training
             self.attack(info, params.get(info.name), data)
         for info in defense_infos:
@@ -733,13 +733,16 @@ def robustness_metrics(
 
 
 def _compatible(
-    attacks: list[PluginInfo], threats: list[ThreatModel], explicit: bool, reporter: Reporter
+    attacks: list[PluginInfo], threats: list[ThreatModel], reporter: Reporter
 ) -> list[tuple[PluginInfo, ThreatModel]]:
-    """Pairs of attack and threat model the attack supports; an explicitly named attack that
-    cannot run under a requested threat model is an error, one selected by ``all`` is skipped."""
+    """Pairs of attack and threat model the attack supports. The others are skipped with one
+    note per attack and reason (named or selected by ``all`` alike); it is an error only when no
+    pairing at all can run."""
     pairs = []
+    skipped: list[str] = []
     for info in attacks:
         cls: type[Attack] = info.cls  # type: ignore[assignment]
+        problems: dict[str, list[ThreatModel]] = {}
         for threat in threats:
             problem = None
             if threat.norm not in cls.norms:
@@ -750,12 +753,15 @@ def _compatible(
                 problem = "is targeted only: add --targeted"
             if problem is None:
                 pairs.append((info, threat))
-            elif explicit:
-                raise InvalidInputError(f"attack {info.name!r} {problem}")
             else:
-                reporter.log(f"skipping attack {info.name}: it {problem}")
+                problems.setdefault(problem, []).append(threat)
+        for problem, where in problems.items():
+            eps = ", ".join(f"{threat.eps:g}" for threat in where)
+            skipped.append(f"attack {info.name!r} {problem}" + (f" (eps {eps})" if len(where) < len(threats) else ""))
     if not pairs:
-        raise InvalidInputError("no attack can run under the requested threat model")
+        raise InvalidInputError(f"no attack can run under the requested threat model: {'; '.join(skipped)}")
+    for reason in skipped:
+        reporter.log(f"note: {reason}: skipping its pairings")
     return pairs
 
 

@@ -41,3 +41,16 @@ def test_piped_output_is_whole_with_plain_progress_and_times_apart(arena, tmp_pa
     again = arena("run", *args[1:-2], "--force")
     assert again.exit_code == 0, again.stderr
     assert re.search(r"\d+\.\ds\s+cached\s*$", _row(again.stdout, " standard ")), again.stdout
+
+
+def test_an_attack_without_the_norm_is_skipped_not_fatal(arena):
+    result = arena("run", "-a", "fgsm,fgm", "-d", "standard", "--norm", "l2", "--eps", "1.0", "--n", "20")
+    assert result.exit_code == 0, result.stderr
+    assert ("note: attack 'fgsm' does not support norm l2 (it supports linf): skipping its pairings"
+            in result.stderr)
+    assert [r["attack"] for r in arena.json("results", "--json")] == ["fgm"]
+    # Only when no pairing at all can run is it an error, naming why.
+    alone = arena("run", "-a", "fgsm", "-d", "standard", "--norm", "l2", "--eps", "1.0", "--n", "20")
+    assert alone.exit_code == 1
+    assert alone.stderr.strip() == ("Error: no attack can run under the requested threat model: attack 'fgsm' "
+                                    "does not support norm l2 (it supports linf)")

@@ -74,8 +74,15 @@ def _registry() -> Registry:
 
 
 def _warn_problems(registry: Registry) -> None:
+    _warn_selection(registry)
     for problem in registry.problems:
         stderr.print(f"[yellow]warning:[/] plugin not loaded: {markup(problem)}", highlight=False)
+
+
+def _warn_selection(registry: Registry) -> None:
+    """Names in ARENA_LOAD_PLUGINS that match no installed package (which would load nothing, silently)."""
+    for warning in registry.warnings:
+        _warn(warning)
 
 
 def _warn(message: str) -> None:
@@ -157,7 +164,7 @@ def _not_in_run(registry: Registry, name: str, key: str, in_run: list[str]) -> s
     close = difflib.get_close_matches(name, in_run, n=1, cutoff=0.5) or \
         difflib.get_close_matches(name, installed, n=1, cutoff=0.5)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"{where}: no attack, defense or generator is named {name!r}{hint} ({listing})"
+    return f"{where}: no attack, defense or generator is named {name!r}{hint} ({listing}){registry.selection_hint()}"
 
 
 @cli.command()
@@ -722,6 +729,7 @@ def _report(part: str, summary: str, problems: list[str]) -> None:
 def plugins(as_json, verbose) -> None:
     """List installed attacks, defenses, generators and datasets, and plugins that failed to load."""
     registry = _registry()
+    _warn_selection(registry)
     entries = [info.as_dict() for info in registry.all()]
     problems = [
         {"package": p.package, "version": p.version, "entry_point": p.entry_point, "error": p.error}

@@ -58,6 +58,37 @@ def test_arena_load_plugins_selects_third_party_packages(third_party):
     assert "corner-noise" in {p["name"] for p in hello["plugins"]} and hello["problems"] == []
 
 
+def test_arena_load_plugins_naming_no_package_is_warned_of(third_party, tmp_path):
+    def plugins(selection):
+        return run_arena("plugins", "--json", pythonpath=third_party, env={"ARENA_LOAD_PLUGINS": selection})
+
+    typo = plugins("arena-helo")
+    assert typo.returncode == 0 and "corner-noise" not in typo.stdout
+    assert ("warning: ARENA_LOAD_PLUGINS names 'arena-helo', which is no installed plugin package: did you mean "
+            "arena-hello?") in typo.stderr
+    entry_point = plugins("hello")
+    assert ("ARENA_LOAD_PLUGINS names 'hello', which is no installed plugin package: it is the entry-point name "
+            "of arena-hello: ARENA_LOAD_PLUGINS takes package names") in entry_point.stderr
+    # Names that match an installed package (in any spelling), and Arena's own, are not warned of.
+    for selection in ("arena_hello", "Arena-Hello,arena-bench", ""):
+        assert "warning" not in plugins(selection).stderr, selection
+
+    # A plugin the selection left out is unknown: the error says the variable limits what is loaded.
+    ran = run_arena("run", "-a", "corner-noise", "-d", "standard", "--db", str(tmp_path / "r.db"),
+                    pythonpath=third_party, env={"ARENA_LOAD_PLUGINS": "hello"})
+    assert ran.returncode == 1
+    *warnings, error = [line for line in ran.stderr.splitlines() if line.strip()]
+    assert warnings == ["warning: ARENA_LOAD_PLUGINS names 'hello', which is no installed plugin package: it is the "
+                        "entry-point name of arena-hello: ARENA_LOAD_PLUGINS takes package names"]
+    assert error.startswith("Error: unknown attack 'corner-noise': ")
+    assert error.endswith("; ARENA_LOAD_PLUGINS='hello' limits the third-party packages loaded; not loaded: "
+                          "arena-broken 0.0.1, arena-hello 1.2.3 (unset it to load every installed package)")
+    # Without the variable, the same error says nothing of it.
+    unknown = run_arena("run", "-a", "deepfool", "-d", "standard", "--db", str(tmp_path / "r.db"),
+                        pythonpath=third_party)
+    assert unknown.returncode == 1 and "ARENA_LOAD_PLUGINS" not in unknown.stderr
+
+
 class _Good(arena.Attack):
     """A valid attack."""
 

@@ -454,12 +454,19 @@ def results(as_json, include_failed, dataset, db_url) -> None:
     rows = robustness_rows(store, registry, dataset=dataset, include_failed=include_failed or as_json)
     generated = generative_rows(store, registry, dataset=dataset, include_failed=include_failed or as_json)
     if as_json:
-        from arena_leaderboard.provenance import generative_command, robustness_command
+        from arena_leaderboard.provenance import (
+            generative_command,
+            install_command,
+            robustness_command,
+            third_party_packages,
+        )
 
         for row in rows:  # failed runs too: the command retries them
             row["command"] = robustness_command(row)
         for row in generated:
             row["command"] = generative_command(row)
+        for row in rows + generated:
+            row["install"] = install_command(third_party_packages(row))
         click.echo(json.dumps(sorted(rows + generated, key=lambda row: row["run_id"]), indent=2))
         return
     if generated:

@@ -55,6 +55,9 @@ class DefenseEntry:
     flags: list[str] = field(default_factory=list)
     suspect: bool = False
     key: str = ""
+    #: The package and version that supplied the defense (``arena-bench`` for Arena's own).
+    package: str = ""
+    version: str = ""
 
     @property
     def attacks_faced(self) -> int:
@@ -73,6 +76,9 @@ class AttackEntry:
     queries: float | None
     flags: list[str] = field(default_factory=list)
     suspect: bool = False
+    #: The package and version that supplied the attack (of its newest run).
+    package: str = ""
+    version: str = ""
 
 
 @dataclass
@@ -137,6 +143,8 @@ def _board(group: ThreatGroup, runs: list[Row], outcomes: Mapping[int, Mapping[i
                 flags=sorted({code for r in mine for code in flag_codes(r)}),
                 suspect=any(is_suspect(r.get("flags")) for r in mine),
                 key=key,
+                package=widest.get("defense_package") or "",
+                version=widest.get("defense_version") or "",
             )
         )
     defenses.sort(key=lambda e: (-(e.worst_case if e.worst_case is not None else -1), -(e.clean_accuracy or 0), e.defense))
@@ -184,4 +192,6 @@ def _attack_entry(label: str, runs: list[Row], norm: str) -> AttackEntry:
         queries=statistics.fmean(queries) if queries else None,
         flags=sorted({code for r in runs for code in flag_codes(r)}),
         suspect=any(is_suspect(r.get("flags")) for r in runs),
+        package=runs[-1].get("attack_package") or "",
+        version=runs[-1].get("attack_version") or "",
     )

@@ -48,6 +48,18 @@ def test_third_party_plugin_is_listed_and_runs(third_party, tmp_path):
     assert rows[0]["attack_package"] == "arena-hello" and rows[0]["attack_version"] == "1.2.3"
     assert rows[0]["attack_access"] == "zero-query" and rows[0]["status"] == "ok"
     assert rows[0]["robust_accuracy"] <= rows[0]["clean_accuracy"]
+    assert rows[0]["install"] == "pip install arena-hello==1.2.3"
+
+    # The leaderboard names the package behind a third-party plugin, never behind Arena's own.
+    board = run_arena("leaderboard", "--db", db, pythonpath=third_party)
+    assert board.returncode == 0, board.stderr
+    assert "corner-noise (arena-hello 1.2.3)" in board.stdout and "arena-bench" not in board.stdout
+    markdown = run_arena("leaderboard", "--format", "md", "--db", db, pythonpath=third_party).stdout
+    assert "| corner-noise (arena-hello 1.2.3) |" in markdown and "arena-bench" not in markdown
+    # ... and what to install before the reproduce command: a note, and each run's own line.
+    assert "install them before the commands: pip install arena-hello==1.2.3_" in markdown
+    (run,) = [line for line in markdown.splitlines() if "arena run -a corner-noise" in line]
+    assert "| pip install arena-hello==1.2.3 | arena run -a corner-noise -d standard " in run
 
 
 def test_arena_load_plugins_selects_third_party_packages(third_party):

@@ -331,7 +331,7 @@ def _evaluation_label(evaluation: dict[str, Any] | None) -> str:
 def _summary(outcomes) -> Table:
     table = Table(title="Results", title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
                   pad_edge=False, collapse_padding=True)
-    # The evaluation column only when some pairing needed an adaptive one: keeps 80 columns otherwise.
+    # The evaluation column only when some pairing needed an adaptive one: keeps the table narrow otherwise.
     adaptive = any(outcome.evaluation.adaptive for outcome in outcomes)
     names = ["run", "attack", "defense", "threat", *["eval"] * adaptive, "clean", "robust", "success", "size",
              "attack time", "training", ""]

@@ -9,7 +9,8 @@ results); ``info`` flags say how a result was obtained without casting doubt on 
 Checks come in three kinds:
 
 - *model probes*, run once per defense model before any attack (:func:`probe_model`): outputs
-  that change between identical forward passes (a randomized defense), outputs that are
+  that change between identical forward passes (a randomized defense; a warning when the
+  defense class declares ``deterministic = True``), outputs that are
   probabilities rather than logits, input gradients that are zero (with the model's own
   gradients, and through BPDA where the model declares non-differentiable transforms); the
   probe decides how the host evaluates the model (:mod:`arena.evaluation`);

@@ -98,7 +98,7 @@ def test_a_defense_falsely_declared_deterministic_is_flagged(arena):
     assert "flagged: fgsm vs noisy-undeclared (linf eps=0.2 untargeted): undeclared-randomness" in result.stderr
     boards = arena.json("leaderboard", "--format", "json")
     (flagged,) = [b for b in boards if b["table"] == "flagged"]
-    assert [e["defense_label"] for e in flagged["entries"]] == ["noisy-undeclared"]
+    assert [e["defense_label"] for e in flagged["entries"]] == ["noisy-undeclared (arena-broken-fixtures 0.1)"]
     assert "deterministic = False" in flagged["entries"][0]["message"]
 
 
@@ -118,10 +118,11 @@ def test_noise_beating_fgsm_on_a_masked_defense_is_flagged(arena):
     assert [(e["attack_label"], set(e["flags"])) for e in flagged["entries"]] == [
         ("fgsm", {"zero-gradients", "blackbox-beats-whitebox"})]
     attacks = next(b for b in boards if b["table"] == "attacks")
-    assert [e["attack"] for e in attacks["entries"]] == ["random-corners"]
+    corners = "random-corners (arena-broken-fixtures 0.1)"  # a plugin from outside Arena names its package
+    assert [e["attack"] for e in attacks["entries"]] == [corners]
     included = arena.json("leaderboard", "--format", "json", "--include-flagged")
     attacks = next(b for b in included if b["table"] == "attacks")
-    assert {e["attack"] for e in attacks["entries"]} == {"fgsm", "random-corners"}
+    assert {e["attack"] for e in attacks["entries"]} == {"fgsm", corners}
 
 
 def test_check_catches_an_attack_that_has_not_converged(arena):

@@ -16,13 +16,14 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
+from .console import OutputConsole
 from .errors import ArenaError, InvalidInputError
 from .evaluation import DEFAULT_DECISION_DRAWS, DEFAULT_EOT_SAMPLES, Evaluation
 from .plugins import Registry, get_registry
 from .text import cell, markup, terminal_safe
 
-stdout = Console(soft_wrap=False)
-stderr = Console(stderr=True)
+stdout = OutputConsole(soft_wrap=False)
+stderr = OutputConsole(stderr=True)
 
 
 class ArenaGroup(click.Group):
@@ -73,8 +74,15 @@ def _registry() -> Registry:
 
 
 def _warn_problems(registry: Registry) -> None:
+    _warn_selection(registry)
     for problem in registry.problems:
         stderr.print(f"[yellow]warning:[/] plugin not loaded: {markup(problem)}", highlight=False)
+
+
+def _warn_selection(registry: Registry) -> None:
+    """Names in ARENA_LOAD_PLUGINS that match no installed package (which would load nothing, silently)."""
+    for warning in registry.warnings:
+        _warn(warning)
 
 
 def _warn(message: str) -> None:
@@ -156,7 +164,7 @@ def _not_in_run(registry: Registry, name: str, key: str, in_run: list[str]) -> s
     close = difflib.get_close_matches(name, in_run, n=1, cutoff=0.5) or \
         difflib.get_close_matches(name, installed, n=1, cutoff=0.5)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"{where}: no attack, defense or generator is named {name!r}{hint} ({listing})"
+    return f"{where}: no attack, defense or generator is named {name!r}{hint} ({listing}){registry.selection_hint()}"
 
 
 @cli.command()
@@ -256,12 +264,8 @@ def run(attacks, defenses, generators, samples, dataset, norm, eps_text, targete
                     check_run(runner, store.get_run(outcome.run.id))
             outcomes = [replace(o, run=store.get_run(o.run.id)) for o in outcomes]
     stdout.print(_summary(outcomes))
-    flagged = [o for o in outcomes if o.ok and o.run.flags]
-    for outcome in flagged:
-        codes = ", ".join(f["code"] for f in outcome.run.flags)
-        stderr.print(f"[yellow]flagged:[/] {markup(outcome.attack)} vs {markup(outcome.defense)} "
-                     f"({markup(outcome.threat)}): {markup(codes)} (details: arena show {outcome.run.id})",
-                     highlight=False)
+    for outcome in (o for o in outcomes if o.ok and o.run.flags):
+        _print_flags(outcome)
     failed = [o for o in outcomes if not o.ok]
     for outcome in failed:
         first = (outcome.run.error or "").splitlines()[0]
@@ -303,6 +307,21 @@ def _make_deterministic(deterministic: bool, seed: int) -> None:
         from .runner import make_deterministic
 
         make_deterministic(seed)
+
+
+#: How `arena run` introduces a result's flags of each severity: a warning marks the result suspect
+#: ("flagged", as the leaderboard says), an info flag only says how it was obtained.
+_SEVERITY_WORDS = {"warning": ("flagged", "yellow"), "info": ("note", "cyan")}
+
+
+def _print_flags(outcome) -> None:
+    """One line per severity of the outcome's flags: ``flagged:`` for warnings, ``note:`` for info."""
+    for severity, (word, colour) in _SEVERITY_WORDS.items():
+        codes = [f.get("code", "") for f in outcome.run.flags if f.get("severity", "warning") == severity]
+        if codes:
+            stderr.print(f"[{colour}]{word}:[/] {markup(outcome.attack)} vs {markup(outcome.defense)} "
+                         f"({markup(outcome.threat)}): {markup(', '.join(codes))} "
+                         f"(details: arena show {outcome.run.id})", highlight=False)
 
 
 def _run_generators(registry, names, dataset, samples, seed, device, batch_size, params, force, db_url) -> bool:
@@ -349,11 +368,11 @@ def _evaluation_label(evaluation: dict[str, Any] | None) -> str:
 def _summary(outcomes) -> Table:
     table = Table(title="Results", title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
                   pad_edge=False, collapse_padding=True)
-    # The evaluation column only when some pairing needed an adaptive one: keeps 80 columns otherwise.
+    # The evaluation column only when some pairing needed an adaptive one: keeps the table narrow otherwise.
     adaptive = any(outcome.evaluation.adaptive for outcome in outcomes)
     seeded = len({outcome.run.seed for outcome in outcomes}) > 1  # a seed column for --seeds
-    names = ["run", "attack", "defense", *["seed"] * seeded, "threat", *["eval"] * adaptive, "clean", "robust", "success", "size", "time",
-             ""]
+    names = ["run", "attack", "defense", *["seed"] * seeded, "threat", *["eval"] * adaptive, "clean", "robust",
+             "success", "size", "attack time", "training", ""]
     for name in names:
         table.add_column(name, justify="left" if name in ("attack", "defense", "threat", "eval", "") else "right",
                          no_wrap=True)
@@ -366,9 +385,20 @@ def _summary(outcomes) -> Table:
             cell(_threat_label(result.norm, result.eps, result.targeted)),
             *[_evaluation_label(result.evaluation)] * adaptive, _pct(result.clean_accuracy),
             _pct(result.robust_accuracy), _pct(result.attack_success_rate),
-            "—" if size is None else f"{size:.3f}", f"{run.duration_s:.1f}s", note,
+            "—" if size is None else f"{size:.3f}", _seconds(outcome.attack_seconds), _training(outcome), note,
         )
     return table
+
+
+def _seconds(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}s"
+
+
+def _training(outcome) -> str:
+    """The defense model's training time in this command, or ``cached`` when it was loaded."""
+    if outcome.model_cached:
+        return "cached"
+    return _seconds(outcome.train_seconds)
 
 
 @cli.command()
@@ -519,12 +549,19 @@ def results(as_json, include_failed, dataset, db_url) -> None:
     rows = robustness_rows(store, registry, dataset=dataset, include_failed=include_failed or as_json)
     generated = generative_rows(store, registry, dataset=dataset, include_failed=include_failed or as_json)
     if as_json:
-        from arena_leaderboard.provenance import generative_command, robustness_command
+        from arena_leaderboard.provenance import (
+            generative_command,
+            install_command,
+            robustness_command,
+            third_party_packages,
+        )
 
         for row in rows:  # failed runs too: the command retries them
             row["command"] = robustness_command(row)
         for row in generated:
             row["command"] = generative_command(row)
+        for row in rows + generated:
+            row["install"] = install_command(third_party_packages(row))
         click.echo(json.dumps(sorted(rows + generated, key=lambda row: row["run_id"]), indent=2))
         return
     if generated:
@@ -699,7 +736,8 @@ def check(run_id, samples, device, db_url) -> None:
                          f"{_pct(value['robust_accuracy_doubled'])}", highlight=False)
     if found["flags"]:
         for flag in found["flags"]:
-            stdout.print(f"[yellow]flagged[/] {markup(flag['code'])}: {markup(flag['message'])}", highlight=False)
+            word, colour = _SEVERITY_WORDS.get(flag.get("severity"), _SEVERITY_WORDS["warning"])
+            stdout.print(f"[{colour}]{word}[/] {markup(flag['code'])}: {markup(flag['message'])}", highlight=False)
     else:
         stdout.print("no problems found")
 
@@ -793,6 +831,7 @@ def _report(part: str, summary: str, problems: list[str]) -> None:
 def plugins(as_json, verbose) -> None:
     """List installed attacks, defenses, generators and datasets, and plugins that failed to load."""
     registry = _registry()
+    _warn_selection(registry)
     entries = [info.as_dict() for info in registry.all()]
     problems = [
         {"package": p.package, "version": p.version, "entry_point": p.entry_point, "error": p.error}

@@ -9,7 +9,8 @@ results); ``info`` flags say how a result was obtained without casting doubt on 
 Checks come in three kinds:
 
 - *model probes*, run once per defense model before any attack (:func:`probe_model`): outputs
-  that change between identical forward passes (a randomized defense), outputs that are
+  that change between identical forward passes (a randomized defense; a warning when the
+  defense class declares ``deterministic = True``), outputs that are
   probabilities rather than logits, input gradients that are zero (with the model's own
   gradients, and through BPDA where the model declares non-differentiable transforms); the
   probe decides how the host evaluates the model (:mod:`arena.evaluation`);
@@ -78,9 +79,17 @@ class ModelProbe:
     #: Outputs that changed between identical passes only after this probe, while the host judged.
     randomized_late: bool = False
 
-    def flags(self, white_box: bool, bpda: bool = False) -> list[Flag]:
-        """Flags for a result obtained with this model (``bpda``: the attack saw BPDA gradients)."""
+    def flags(self, white_box: bool, bpda: bool = False, declared_deterministic: bool = False) -> list[Flag]:
+        """Flags for a result obtained with this model (``bpda``: the attack saw BPDA gradients;
+        ``declared_deterministic``: the defense class says ``deterministic = True``)."""
         flags = []
+        if declared_deterministic and (self.randomized or self.randomized_late):
+            flags.append(Flag(
+                "undeclared-randomness",
+                "the defense declares deterministic = True, but its outputs differ between identical forward "
+                "passes: evaluated as randomized (EOT, decision over draws); the plugin should set "
+                "deterministic = False",
+            ))
         if self.randomized_late:
             flags.append(Flag(
                 "randomized-late",

@@ -3,7 +3,9 @@
 Built-in plugins are ordinary entry points of the ``arena-bench`` distribution. Each entry point
 is loaded on its own, so a package that fails to import is reported (with its name, version and
 error) while every other plugin still works. ``ARENA_LOAD_PLUGINS`` names the third-party
-packages to load (comma-separated; empty loads none); built-ins always load.
+packages to load (comma-separated; empty loads none); built-ins always load. A name in it that
+matches no installed package is warned of (with the package it probably meant), and an unknown
+plugin's error says that the variable limits what is loaded.
 """
 
 from __future__ import annotations
@@ -108,6 +110,12 @@ class Registry:
     duplicates: dict[tuple[str, str], list[Source]] = field(default_factory=dict)
     problems: list[LoadProblem] = field(default_factory=list)
     manager: pluggy.PluginManager | None = None
+    #: The value of ``ARENA_LOAD_PLUGINS`` when it limited what was loaded (None: unset).
+    selection: str | None = None
+    #: Installed third-party packages that ``ARENA_LOAD_PLUGINS`` left out.
+    skipped: list[Source] = field(default_factory=list)
+    #: What the user should know about the selection: names in it that match no installed package.
+    warnings: list[str] = field(default_factory=list)
 
     def names(self, kind: str) -> list[str]:
         return sorted(self.plugins[kind])
@@ -132,7 +140,16 @@ class Registry:
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
         hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
         listing = ", ".join(known) if known else "none installed"
-        raise UnknownPluginError(f"unknown {kind} {name!r}: {hint}(available: {listing})")
+        raise UnknownPluginError(f"unknown {kind} {name!r}: {hint}(available: {listing}){self.selection_hint()}")
+
+    def selection_hint(self) -> str:
+        """What to add to an unknown-plugin error while ``ARENA_LOAD_PLUGINS`` limits what is loaded."""
+        if self.selection is None:
+            return ""
+        packages = sorted({str(source) for source in self.skipped})
+        left_out = f"; not loaded: {', '.join(packages)}" if packages else ""
+        return (f"; ARENA_LOAD_PLUGINS={self.selection!r} limits the third-party packages loaded{left_out} "
+                "(unset it to load every installed package)")
 
     def resolve(self, kind: str, names: Iterable[str]) -> list[PluginInfo]:
         """Look up names in order; ``all`` expands to every plugin of the kind."""
@@ -176,7 +193,32 @@ def _selected_packages() -> set[str] | None:
     value = os.environ.get("ARENA_LOAD_PLUGINS")
     if value is None:
         return None
-    return {_normalize(p) for p in value.split(",") if p.strip()}
+    return {_normalize(p.strip()) for p in value.split(",") if p.strip()}
+
+
+def _selection_warnings(selected: set[str], entry_points: list[metadata.EntryPoint]) -> list[str]:
+    """A warning for each name in ``ARENA_LOAD_PLUGINS`` that is no installed plugin package,
+    with the package it probably meant (an entry point's name, a near spelling)."""
+    packages: dict[str, str] = {}  # normalized name -> name as installed
+    owners: dict[str, set[str]] = {}  # entry-point name -> packages that declare it
+    for ep in entry_points:
+        if ep.dist is None:
+            continue
+        packages[_normalize(ep.dist.name)] = ep.dist.name
+        owners.setdefault(_normalize(ep.name), set()).add(ep.dist.name)
+    third_party = sorted(name for key, name in packages.items() if key != DISTRIBUTION)
+    warnings = []
+    for name in sorted(selected - set(packages)):
+        if name in owners:
+            hint = (f"it is the entry-point name of {' and '.join(sorted(owners[name]))}: "
+                    "ARENA_LOAD_PLUGINS takes package names")
+        else:
+            close = difflib.get_close_matches(name, third_party, n=2, cutoff=0.8)
+            hint = f"did you mean {' or '.join(close)}?" if close else (
+                f"installed plugin packages: {', '.join(third_party)}" if third_party
+                else "no third-party plugin package is installed")
+        warnings.append(f"ARENA_LOAD_PLUGINS names {name!r}, which is no installed plugin package: {hint}")
+    return warnings
 
 
 def _entry_points() -> list[metadata.EntryPoint]:
@@ -199,11 +241,16 @@ def load_registry(extra: Iterable[tuple[object, Source]] = ()) -> Registry:
     registry = Registry(manager=manager)
     selected = _selected_packages()
     sources: dict[int, Source] = {}
+    entry_points = _entry_points()
+    if selected is not None:
+        registry.selection = os.environ.get("ARENA_LOAD_PLUGINS", "")
+        registry.warnings = _selection_warnings(selected, entry_points)
 
-    for ep in _entry_points():
+    for ep in entry_points:
         dist = ep.dist
         source = Source(dist.name if dist else "unknown", dist.version if dist else "", ep.name)
         if not source.builtin and selected is not None and _normalize(source.package) not in selected:
+            registry.skipped.append(source)
             continue
         try:
             plugin = ep.load()

@@ -143,6 +143,8 @@ class BuiltModel:
     probe: ModelProbe | None = None
     #: :func:`arena.integrity.fingerprint` of the frozen model, checked before and after each pairing.
     fingerprint: str = ""
+    #: Wall-clock seconds this process spent building and training the model (None: from the cache).
+    train_seconds: float | None = None
 
 
 @dataclass
@@ -155,10 +157,21 @@ class PairingOutcome:
     defense: str
     threat: ThreatModel
     evaluation: Evaluation = PLAIN
+    #: Seconds spent training the defense model in this command; None when it came from the cache
+    #: (or could not be built), see ``model_cached``.
+    train_seconds: float | None = None
+    #: Whether the defense model was loaded from the model cache (None: it was not built).
+    model_cached: bool | None = None
 
     @property
     def ok(self) -> bool:
         return self.run.status == "ok"
+
+    @property
+    def attack_seconds(self) -> float | None:
+        """The attack's own wall time (without training or judging), where the run recorded it."""
+        value = (self.run.provenance or {}).get("attack_seconds")
+        return float(value) if isinstance(value, (int, float)) else None
 
 
 @dataclass
@@ -249,15 +262,19 @@ class Runner:
                 return defense.train(model, ctx)
 
             meta = {"defense": info.name, "source": _source(info), "params": params, "dataset": data.info.name, "seed": seed}
+            started = time.perf_counter()
             try:
                 built = self.cache.get(key, "defense", info.name, build, train, meta)
             except Exception as exc:
                 self._failures[key] = exc
                 raise
+            # Building counts too: a wrapping defense trains the model it wraps in build().
+            train_seconds = None if built.cached else time.perf_counter() - started
             model = _freeze(built.model)
             verified = fingerprint(model)
             probe = probe_model(model, data.splits.x_test, data.splits.y_test)
-            self._models[key] = BuiltModel(model, key, built.sha256, params, info, built.cached, probe, verified)
+            self._models[key] = BuiltModel(model, key, built.sha256, params, info, built.cached, probe, verified,
+                                           train_seconds)
         return self._models[key]
 
     def verified_defense_model(
@@ -357,7 +374,7 @@ class Runner:
         if settings.query_budget < 1:
             raise InvalidInputError("--queries must be at least 1")
         check_settings(settings.evaluation, settings.eot_samples, settings.decision_draws)
-        pairings = _compatible(attack_infos, threats, explicit="all" not in attacks, reporter=self.reporter)
+        pairings = _compatible(attack_infos, threats, reporter=self.reporter)
         for info in attack_infos:  # and so do values the dataset decides, before any training
             self.attack(info, params.get(info.name), data)
         for info in defense_infos:
@@ -440,6 +457,7 @@ class Runner:
             stored = self.store.save_run(run)
             return [PairingOutcome(stored, stored is not run, **label)]
 
+        label.update(train_seconds=built.train_seconds, model_cached=built.cached)
         adaptive = adaptive_evaluation(built.probe, attack.access, settings.eot_samples, settings.decision_draws)
         outcomes = []
         for evaluation in plan(built.probe, attack.access, settings.evaluation, settings.eot_samples,
@@ -470,7 +488,9 @@ class Runner:
                 for name, value in metrics.items():
                     setattr(run.robustness, name, value)
                 white_box = attack.access == Access.WHITE_BOX
-                flags = built.probe.flags(white_box=white_box, bpda=evaluation.bpda) if built.probe else []
+                declared = bool(getattr(defense_info.cls, "deterministic", True))
+                flags = built.probe.flags(white_box=white_box, bpda=evaluation.bpda,
+                                          declared_deterministic=declared) if built.probe else []
                 flags += evaluation_flags(evaluation, adaptive, built.probe)
                 flags += run_flags(threat.norm, threat.eps, data.plugin.shape, data.plugin.classes,
                                    metrics["robust_accuracy"])
@@ -720,13 +740,16 @@ def robustness_metrics(
 
 
 def _compatible(
-    attacks: list[PluginInfo], threats: list[ThreatModel], explicit: bool, reporter: Reporter
+    attacks: list[PluginInfo], threats: list[ThreatModel], reporter: Reporter
 ) -> list[tuple[PluginInfo, ThreatModel]]:
-    """Pairs of attack and threat model the attack supports; an explicitly named attack that
-    cannot run under a requested threat model is an error, one selected by ``all`` is skipped."""
+    """Pairs of attack and threat model the attack supports. The others are skipped with one
+    note per attack and reason (named or selected by ``all`` alike); it is an error only when no
+    pairing at all can run."""
     pairs = []
+    skipped: list[str] = []
     for info in attacks:
         cls: type[Attack] = info.cls  # type: ignore[assignment]
+        problems: dict[str, list[ThreatModel]] = {}
         for threat in threats:
             problem = None
             if threat.norm not in cls.norms:
@@ -737,12 +760,15 @@ def _compatible(
                 problem = "is targeted only: add --targeted"
             if problem is None:
                 pairs.append((info, threat))
-            elif explicit:
-                raise InvalidInputError(f"attack {info.name!r} {problem}")
             else:
-                reporter.log(f"skipping attack {info.name}: it {problem}")
+                problems.setdefault(problem, []).append(threat)
+        for problem, where in problems.items():
+            eps = ", ".join(f"{threat.eps:g}" for threat in where)
+            skipped.append(f"attack {info.name!r} {problem}" + (f" (eps {eps})" if len(where) < len(threats) else ""))
     if not pairs:
-        raise InvalidInputError("no attack can run under the requested threat model")
+        raise InvalidInputError(f"no attack can run under the requested threat model: {'; '.join(skipped)}")
+    for reason in skipped:
+        reporter.log(f"note: {reason}: skipping its pairings")
     return pairs
 
 

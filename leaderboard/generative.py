@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-from .provenance import generative_runs_views
+from .provenance import generative_runs_views, with_package
 from .render import Column, View
 
 COLUMNS = [
@@ -43,7 +43,8 @@ def _entry(row: Mapping[str, Any]) -> dict[str, Any]:
     if row["fid_low"] is not None and row["fid_high"] is not None:
         interval = f"{row['fid_low']:.3g}–{row['fid_high']:.3g}"
     kind = row["likelihood"] or "none"  # which bounds: in the entry's "likelihoods"
-    label = row["generator_label"] + (f" seed {row['seed']}" if row["seed"] else "")
+    label = with_package(row["generator_label"], row.get("generator_package"), row.get("generator_version"))
+    label += f" seed {row['seed']}" if row["seed"] else ""
     label += f" n={row['samples']}" if row.get("_mixed_n") else ""
     return {
         "generator": label,

@@ -1,8 +1,9 @@
 """The runs behind a leaderboard, with what it takes to reproduce each: a view for the exports.
 
 Every ranked or flagged result gets a row with its run key, the versions and hashes its
-provenance recorded, and the ``arena run`` command that recomputes it (every hyperparameter
-spelled out, so that changed plugin defaults cannot change the result). The view goes to the
+provenance recorded, the ``pip install`` line of the third-party plugin packages behind it, and
+the ``arena run`` command that recomputes it (every hyperparameter spelled out, so that changed
+plugin defaults cannot change the result). The view goes to the
 Markdown, CSV and JSON exports; the terminal and the HTML page leave it out.
 """
 
@@ -11,6 +12,8 @@ from __future__ import annotations
 import json
 import shlex
 from typing import Any, Iterable, Mapping
+
+from arena.plugins import DISTRIBUTION
 
 from .render import Column, View
 
@@ -28,8 +31,39 @@ _COLUMNS = [
     Column("device", "device"),
     Column("dataset sha256", "dataset_hash"),
     Column("checkpoint sha256", "checkpoint_sha256"),
+    Column("install first", "install"),
     Column("reproduce with", "command"),
 ]
+#: The plugin kinds whose package a row records, in the order their packages are listed.
+_KINDS = ("attack", "defense", "generator", "dataset")
+
+
+def with_package(label: str, package: str | None, version: str | None) -> str:
+    """``label (package version)`` for a plugin from a third-party package; ``label`` for
+    Arena's own plugins (and rows that recorded no package)."""
+    if not package or package == DISTRIBUTION:
+        return label
+    return f"{label} ({package} {version})" if version else f"{label} ({package})"
+
+
+def third_party_packages(row: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The (package, version) of every third-party plugin behind a result: its attack, defense
+    or generator, and its dataset."""
+    recorded = (row.get("provenance") or {}).get("plugins") or {}
+    found = []
+    for kind in _KINDS:
+        source = recorded.get(kind) if isinstance(recorded.get(kind), Mapping) else {}
+        package = row.get(f"{kind}_package") or source.get("package")
+        version = row.get(f"{kind}_version") or source.get("version") or ""
+        if isinstance(package, str) and package and package != DISTRIBUTION and (package, version) not in found:
+            found.append((package, str(version)))
+    return found
+
+
+def install_command(packages: Iterable[tuple[str, str]]) -> str | None:
+    """``pip install package==version ...``, or None when there is nothing to install."""
+    requirements = [f"{package}=={version}" if version else package for package, version in packages]
+    return shlex.join(["pip", "install", *requirements]) if requirements else None
 
 
 def _param_options(plugin: str, params: Mapping[str, Any] | None) -> list[str]:
@@ -79,7 +113,8 @@ def generative_command(row: Mapping[str, Any]) -> str:
 
 def _provenance_row(row: Mapping[str, Any], label: str, command: str) -> dict[str, Any]:
     provenance = row.get("provenance") or {}
-    record = {"run_id": row["run_id"], "key": row["key"], "label": label, "command": command}
+    record = {"run_id": row["run_id"], "key": row["key"], "label": label, "command": command,
+              "install": install_command(third_party_packages(row))}
     record.update({name: provenance.get(name) for name in PROVENANCE_FIELDS})
     record["plugins"] = provenance.get("plugins")
     return record
@@ -101,18 +136,36 @@ def _robustness_runs_view(dataset: str, rows: list[Mapping[str, Any]]) -> View:
     records = []
     for row in rows:
         target = " targeted" if row.get("targeted") else ""
-        label = f"{row['attack_label']} → {row['defense_label']} ({row['norm']} {row['eps']:g}{target})"
+        attack = with_package(row["attack_label"], row.get("attack_package"), row.get("attack_version"))
+        defense = with_package(row["defense_label"], row.get("defense_package"), row.get("defense_version"))
+        label = f"{attack} → {defense} ({row['norm']} {row['eps']:g}{target})"
         records.append(_provenance_row(row, label, robustness_command(row)))
     notes = ["Each command recomputes its result under the same run key (models come from the cache or are retrained)."]
-    return View(f"Runs and provenance — {dataset}", "runs", {"dataset": dataset}, list(_COLUMNS), records,
-                tracks=("robustness", "attacks"), notes=notes, export_only=True)
+    return View(f"Runs and provenance — {dataset}", "runs", {"dataset": dataset}, _columns(rows), records,
+                tracks=("robustness", "attacks"), notes=notes + _install_notes(rows), export_only=True)
+
+
+def _columns(rows: list[Mapping[str, Any]]) -> list[Column]:
+    """The provenance columns; "install first" only where a third-party plugin is behind some run."""
+    if any(third_party_packages(row) for row in rows):
+        return list(_COLUMNS)
+    return [column for column in _COLUMNS if column.key != "install"]
+
+
+def _install_notes(rows: list[Mapping[str, Any]]) -> list[str]:
+    """One line that installs every third-party plugin package behind these runs."""
+    packages = sorted({package for row in rows for package in third_party_packages(row)})
+    command = install_command(packages)
+    return [f"Third-party plugins behind these runs; install them before the commands: {command}"] if command else []
 
 
 def generative_runs_views(rows: Iterable[Mapping[str, Any]]) -> list[View]:
     """Per dataset, the generative runs behind the generator tables, oldest first."""
     return [
-        View(f"Generator runs and provenance — {dataset}", "generator-runs", {"dataset": dataset}, list(_COLUMNS),
-             [_provenance_row(row, row["generator_label"], generative_command(row)) for row in runs],
-             tracks=("generative",), export_only=True)
+        View(f"Generator runs and provenance — {dataset}", "generator-runs", {"dataset": dataset}, _columns(runs),
+             [_provenance_row(row, with_package(row["generator_label"], row.get("generator_package"),
+                                                row.get("generator_version")), generative_command(row))
+              for row in runs],
+             tracks=("generative",), notes=_install_notes(runs), export_only=True)
         for dataset, runs in _by_dataset(rows).items()
     ]

@@ -64,6 +64,9 @@ class DefenseEntry:
     #: Per attack: the standard deviation over seeds, and how many seeds.
     robust_by_attack_std: dict[str, float | None] = field(default_factory=dict)
     robust_by_attack_seeds: dict[str, int] = field(default_factory=dict)
+    #: The package and version that supplied the defense (``arena-bench`` for Arena's own).
+    package: str = ""
+    version: str = ""
 
     @property
     def attacks_faced(self) -> int:
@@ -82,6 +85,9 @@ class AttackEntry:
     queries: float | None
     flags: list[str] = field(default_factory=list)
     suspect: bool = False
+    #: The package and version that supplied the attack (of its newest run).
+    package: str = ""
+    version: str = ""
 
 
 @dataclass
@@ -137,6 +143,9 @@ def _board(group: ThreatGroup, runs: list[Row], outcomes: Mapping[int, Mapping[i
         defenses.append(_defense_entry(key, names[key], by_seed, runs, samples))
         defenses[-1].flags = sorted({code for r in mine for code in flag_codes(r)})
         defenses[-1].suspect = any(is_suspect(r.get("flags")) for r in mine)
+        widest = max(mine, key=lambda r: r["n"])
+        defenses[-1].package = widest.get("defense_package") or ""
+        defenses[-1].version = widest.get("defense_version") or ""
     defenses.sort(key=lambda e: (-(e.worst_case if e.worst_case is not None else -1), -(e.clean_accuracy or 0), e.defense))
     for rank, entry in enumerate(defenses, 1):
         entry.rank = rank
@@ -231,4 +240,6 @@ def _attack_entry(label: str, runs: list[Row], norm: str) -> AttackEntry:
         queries=statistics.fmean(queries) if queries else None,
         flags=sorted({code for r in runs for code in flag_codes(r)}),
         suspect=any(is_suspect(r.get("flags")) for r in runs),
+        package=runs[-1].get("attack_package") or "",
+        version=runs[-1].get("attack_version") or "",
     )

@@ -15,7 +15,7 @@ import numpy as np
 
 from arena.integrity import is_suspect
 
-from .provenance import robustness_runs_views
+from .provenance import robustness_runs_views, with_package
 from .ratings import ArenaRatings, arena_ratings
 from .render import Column, Figure, View
 from .robustness import RobustnessBoard, Row, ThreatGroup, flag_codes, latest_runs, robustness_boards
@@ -75,7 +75,7 @@ def defense_view(board: RobustnessBoard) -> View:
     rows = [
         {
             "rank": entry.rank,
-            "defense": entry.defense,
+            "defense": with_package(entry.defense, entry.package, entry.version),
             "clean_accuracy": entry.clean_accuracy,
             "worst_case": entry.worst_case,
             "worst_case_n": entry.worst_case_n,
@@ -112,7 +112,7 @@ def attack_view(board: RobustnessBoard) -> View:
     rows = [
         {
             "rank": e.rank,
-            "attack": e.attack,
+            "attack": with_package(e.attack, e.package, e.version),
             "access": e.access,
             "success_rate": e.success_rate,
             "mean_robust_accuracy": e.mean_robust_accuracy,
@@ -284,8 +284,9 @@ def flagged_view(flagged: list[Row]) -> View:
         warnings = [f for f in row.get("flags") or [] if isinstance(f, dict) and f.get("severity", "warning") == "warning"]
         rows.append({
             "run_id": row["run_id"],
-            "attack_label": row["attack_label"],
-            "defense_label": row["defense_label"],
+            "attack_label": with_package(row["attack_label"], row.get("attack_package"), row.get("attack_version")),
+            "defense_label": with_package(row["defense_label"], row.get("defense_package"),
+                                          row.get("defense_version")),
             "threat": str(ThreatGroup.of(row)),
             "robust_accuracy": row["robust_accuracy"],
             "flags": flag_codes(row),

@@ -59,6 +59,8 @@ def _wrapping(name: str, wrapper: type[nn.Module], deterministic: bool = True) -
 SoftmaxDefense = _wrapping("softmaxed", Softmaxed)
 QuantizedDefense = _wrapping("quantized", Quantized)
 NoisyDefense = _wrapping("noisy", Noisy, deterministic=False)
+#: The same noise behind a class that keeps the default ``deterministic = True``: a false declaration.
+UndeclaredNoisyDefense = _wrapping("noisy-undeclared", Noisy)
 
 
 class TimidPGD(arena.Attack):
@@ -110,7 +112,7 @@ class NaNs(arena.Attack):
 
 @arena.hookimpl
 def register_defenses(register):
-    for cls in (SoftmaxDefense, QuantizedDefense, NoisyDefense):
+    for cls in (SoftmaxDefense, QuantizedDefense, NoisyDefense, UndeclaredNoisyDefense):
         register(cls)
 
 

@@ -39,6 +39,7 @@ def _environment(arena_home, monkeypatch):
     monkeypatch.setenv("ARENA_HOME", str(arena_home))
     monkeypatch.delenv("ARENA_DB", raising=False)
     monkeypatch.delenv("ARENA_LOAD_PLUGINS", raising=False)
+    monkeypatch.delenv("COLUMNS", raising=False)  # output to a pipe is laid out whole unless COLUMNS is set
     set_registry(None)
     yield
     set_registry(None)

@@ -166,8 +166,9 @@ def test_random_noise_is_detected_and_eot_breaks_it(arena, monkeypatch, tmp_path
     rows = {r["evaluation"]["mode"]: r for r in arena.json("results", "--json")}
     eot, single = rows["adaptive"], rows["plain"]
     assert eot["evaluation"] == {"mode": "adaptive", "bpda": False, "eot_samples": 20, "decision_draws": 10}
-    assert {f["code"] for f in eot["flags"]} == {"randomized", "eot"}
-    assert {f["code"] for f in single["flags"]} == {"randomized", "not-adaptive"}
+    # ... and flags the false declaration.
+    assert {f["code"] for f in eot["flags"]} == {"randomized", "eot", "undeclared-randomness"}
+    assert {f["code"] for f in single["flags"]} == {"randomized", "not-adaptive", "undeclared-randomness"}
     assert eot["robust_accuracy"] <= single["robust_accuracy"] - 0.05
     assert eot["backward_passes"] >= 20 * round(eot["clean_accuracy"] * N)  # 20 gradients per attacked point
     # The host seeds the draws: the same command on a fresh database reproduces the result.

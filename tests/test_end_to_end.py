@@ -53,7 +53,8 @@ def test_results_json_fields(fgsm_results):
     assert provenance["torch"] and provenance["python"] and provenance["device"] == "cpu"
 
 
-def test_leaderboard_ranks_advtrain_above_standard(arena, fgsm_results):
+def test_leaderboard_ranks_advtrain_above_standard(arena, fgsm_results, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")  # the width a terminal would have; output to a pipe is whole
     result = arena("leaderboard")
     assert result.exit_code == 0
     text = result.stdout

@@ -80,9 +80,28 @@ def test_broken_defenses_are_flagged_through_the_cli(arena):
         ("standard", "plain"): set(),
     }
     assert not is_suspect(next(r["flags"] for r in rows if r["evaluation"]["mode"] == "adaptive"))
-    assert "flagged: fgsm vs quantized" in result.stderr
+    # Warnings are "flagged" (marked suspect), info flags only a "note".
+    assert "flagged: fgsm vs quantized (linf eps=0.2 untargeted): zero-gradients" in result.stderr
+    assert "note: fgsm vs noisy (linf eps=0.2 untargeted): randomized, eot (details" in result.stderr
+    assert "flagged: fgsm vs noisy (linf eps=0.2 untargeted): not-adaptive (details" in result.stderr
+    assert "note: fgsm vs standard" not in result.stderr and "flagged: fgsm vs standard" not in result.stderr
     shown = arena("show", str(next(r["run_id"] for r in arena.json("results", "--json") if r["defense"] == "quantized")))
     assert "zero-gradients" in shown.stdout
+
+
+def test_a_defense_falsely_declared_deterministic_is_flagged(arena):
+    broken_plugins.install()
+    result = arena("run", "-a", "fgsm", "-d", "noisy-undeclared,noisy", "--n", "50", "--evaluation", "adaptive")
+    assert result.exit_code == 0, result.stderr
+    flags = {r["defense"]: {f["code"]: f["severity"] for f in r["flags"]} for r in arena.json("results", "--json")}
+    # Evaluated with EOT either way; only the false declaration is a warning.
+    assert flags["noisy-undeclared"] == {"undeclared-randomness": "warning", "randomized": "info", "eot": "info"}
+    assert flags["noisy"] == {"randomized": "info", "eot": "info"}
+    assert "flagged: fgsm vs noisy-undeclared (linf eps=0.2 untargeted): undeclared-randomness" in result.stderr
+    boards = arena.json("leaderboard", "--format", "json")
+    (flagged,) = [b for b in boards if b["table"] == "flagged"]
+    assert [e["defense_label"] for e in flagged["entries"]] == ["noisy-undeclared (arena-broken-fixtures 0.1)"]
+    assert "deterministic = False" in flagged["entries"][0]["message"]
 
 
 def test_noise_beating_an_iterative_attack_on_a_masked_defense_is_flagged_and_counted(arena):
@@ -106,7 +125,8 @@ def test_noise_beating_an_iterative_attack_on_a_masked_defense_is_flagged_and_co
     (defense,) = next(b for b in boards if b["table"] == "defenses")["entries"]
     assert defense["suspect"] and defense["worst_case"] <= rows["random-corners"]["robust_accuracy"]
     attacks = next(b for b in boards if b["table"] == "attacks")
-    assert {e["attack"] for e in attacks["entries"]} == {"bim", "fgsm", "random-corners"}
+    corners = "random-corners (arena-broken-fixtures 0.1)"  # a plugin from outside Arena names its package
+    assert {e["attack"] for e in attacks["entries"]} == {"bim", "fgsm", corners}
 
 
 def test_check_catches_an_attack_that_has_not_converged(arena):

@@ -89,7 +89,7 @@ def leaderboard(db: str, *args: str):
     return invoke("leaderboard", "--db", db, *args)
 
 
-def test_leaderboard_of_a_real_sweep_in_every_format(sweep_db):
+def test_leaderboard_of_a_real_sweep_in_every_format(sweep_db, monkeypatch):
     views = json.loads(leaderboard(sweep_db, "--format", "json"))
     results = {(r["defense"], r["attack"], r["eps"]): r for r in json.loads(invoke("results", "--json", "--db", sweep_db))}
     for eps in (0.1, 0.2):
@@ -100,7 +100,8 @@ def test_leaderboard_of_a_real_sweep_in_every_format(sweep_db):
         assert [e["defense"] for e in tables["defenses"]] == ["advtrain", "standard"]
         assert [e["player"] for e in tables["ratings"] if e["side"] == "defense"] == ["advtrain", "standard"]
         assert [e["player"] for e in tables["ratings"] if e["side"] == "attack"] == ["fgsm", "random-sign"]
-        assert [e["attack"] for e in tables["attacks"]] == ["fgsm", "random-sign"]
+        # The attack from outside Arena is named with its package.
+        assert [e["attack"] for e in tables["attacks"]] == ["fgsm", "random-sign (arena-random-sign 0.1)"]
         for entry in tables["matrix"]:
             for attack in ("fgsm", "random-sign"):
                 assert entry[f"attack:{attack}"] == results[(entry["defense"], attack, eps)]["robust_accuracy"]
@@ -110,9 +111,12 @@ def test_leaderboard_of_a_real_sweep_in_every_format(sweep_db):
     advtrain = next(e for e in curves["entries"] if e["defense"] == "advtrain")
     assert advtrain["clean_accuracy"] >= advtrain["eps:0.1"] >= advtrain["eps:0.2"]
 
+    monkeypatch.setenv("COLUMNS", "80")  # a terminal's width: wide tables are split into pages
     text = leaderboard(sweep_db)
     assert "Arena ratings — digits · linf eps=0.1 · untargeted" in text and "rating (95% CI)" in text
     assert max(len(line) for line in text.splitlines()) <= 80
+    monkeypatch.delenv("COLUMNS")  # a pipe: every table whole
+    assert "(continued)" not in leaderboard(sweep_db)
 
     only = json.loads(leaderboard(sweep_db, "--format", "json", "--eps", "0.2", "--track", "attacks"))
     tables = {(v["table"], v.get("eps")) for v in only}

@@ -48,6 +48,18 @@ def test_third_party_plugin_is_listed_and_runs(third_party, tmp_path):
     assert rows[0]["attack_package"] == "arena-hello" and rows[0]["attack_version"] == "1.2.3"
     assert rows[0]["attack_access"] == "zero-query" and rows[0]["status"] == "ok"
     assert rows[0]["robust_accuracy"] <= rows[0]["clean_accuracy"]
+    assert rows[0]["install"] == "pip install arena-hello==1.2.3"
+
+    # The leaderboard names the package behind a third-party plugin, never behind Arena's own.
+    board = run_arena("leaderboard", "--db", db, pythonpath=third_party)
+    assert board.returncode == 0, board.stderr
+    assert "corner-noise (arena-hello 1.2.3)" in board.stdout and "arena-bench" not in board.stdout
+    markdown = run_arena("leaderboard", "--format", "md", "--db", db, pythonpath=third_party).stdout
+    assert "| corner-noise (arena-hello 1.2.3) |" in markdown and "arena-bench" not in markdown
+    # ... and what to install before the reproduce command: a note, and each run's own line.
+    assert "install them before the commands: pip install arena-hello==1.2.3_" in markdown
+    (run,) = [line for line in markdown.splitlines() if "arena run -a corner-noise" in line]
+    assert "| pip install arena-hello==1.2.3 | arena run -a corner-noise -d standard " in run
 
 
 def test_arena_load_plugins_selects_third_party_packages(third_party):
@@ -56,6 +68,37 @@ def test_arena_load_plugins_selects_third_party_packages(third_party):
     hello = json.loads(run_arena("plugins", "--json", pythonpath=third_party,
                                  env={"ARENA_LOAD_PLUGINS": "arena-hello"}).stdout)
     assert "corner-noise" in {p["name"] for p in hello["plugins"]} and hello["problems"] == []
+
+
+def test_arena_load_plugins_naming_no_package_is_warned_of(third_party, tmp_path):
+    def plugins(selection):
+        return run_arena("plugins", "--json", pythonpath=third_party, env={"ARENA_LOAD_PLUGINS": selection})
+
+    typo = plugins("arena-helo")
+    assert typo.returncode == 0 and "corner-noise" not in typo.stdout
+    assert ("warning: ARENA_LOAD_PLUGINS names 'arena-helo', which is no installed plugin package: did you mean "
+            "arena-hello?") in typo.stderr
+    entry_point = plugins("hello")
+    assert ("ARENA_LOAD_PLUGINS names 'hello', which is no installed plugin package: it is the entry-point name "
+            "of arena-hello: ARENA_LOAD_PLUGINS takes package names") in entry_point.stderr
+    # Names that match an installed package (in any spelling), and Arena's own, are not warned of.
+    for selection in ("arena_hello", "Arena-Hello,arena-bench", ""):
+        assert "warning" not in plugins(selection).stderr, selection
+
+    # A plugin the selection left out is unknown: the error says the variable limits what is loaded.
+    ran = run_arena("run", "-a", "corner-noise", "-d", "standard", "--db", str(tmp_path / "r.db"),
+                    pythonpath=third_party, env={"ARENA_LOAD_PLUGINS": "hello"})
+    assert ran.returncode == 1
+    *warnings, error = [line for line in ran.stderr.splitlines() if line.strip()]
+    assert warnings == ["warning: ARENA_LOAD_PLUGINS names 'hello', which is no installed plugin package: it is the "
+                        "entry-point name of arena-hello: ARENA_LOAD_PLUGINS takes package names"]
+    assert error.startswith("Error: unknown attack 'corner-noise': ")
+    assert error.endswith("; ARENA_LOAD_PLUGINS='hello' limits the third-party packages loaded; not loaded: "
+                          "arena-broken 0.0.1, arena-hello 1.2.3 (unset it to load every installed package)")
+    # Without the variable, the same error says nothing of it.
+    unknown = run_arena("run", "-a", "deepfool", "-d", "standard", "--db", str(tmp_path / "r.db"),
+                        pythonpath=third_party)
+    assert unknown.returncode == 1 and "ARENA_LOAD_PLUGINS" not in unknown.stderr
 
 
 class _Good(arena.Attack):

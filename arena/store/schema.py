@@ -96,7 +96,8 @@ class RobustnessResult(Base):
     defense_package: Mapped[str] = mapped_column(CheckedString(200))
     defense_version: Mapped[str] = mapped_column(CheckedString(100))
     defense_params: Mapped[dict[str, Any]] = mapped_column(CheckedJSON(dict))
-    #: SHA-256 identifying the trained defense model (plugin, version, params, dataset, seed).
+    #: SHA-256 identifying the trained defense model (plugin, version, params, dataset, seed;
+    #: since schema 0005 the plugin's code too).
     defense_key: Mapped[str] = mapped_column(CheckedString(64))
     norm: Mapped[str] = mapped_column(CheckedString(8))
     eps: Mapped[float] = mapped_column(CheckedFloat)
@@ -171,7 +172,8 @@ class GenerativeResult(Base):
     generator_package: Mapped[str] = mapped_column(CheckedString(200))
     generator_version: Mapped[str] = mapped_column(CheckedString(100))
     generator_params: Mapped[dict[str, Any]] = mapped_column(CheckedJSON(dict))
-    #: SHA-256 identifying the trained generator (plugin, version, params, dataset, seed).
+    #: SHA-256 identifying the trained generator (plugin, version, params, dataset, seed; since
+    #: schema 0005 the plugin's code too).
     model_key: Mapped[str] = mapped_column(CheckedString(64))
     #: "exact", "bound" or None (no likelihood).
     likelihood_kind: Mapped[str | None] = mapped_column(CheckedString(16), nullable=True)

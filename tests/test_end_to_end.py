@@ -9,6 +9,7 @@ import shlex
 
 import pytest
 
+from arena.plugins import get_registry
 from arena.store import open_store
 
 from .conftest import Arena
@@ -49,7 +50,10 @@ def test_results_json_fields(fgsm_results):
     provenance = row["provenance"]
     assert provenance["dataset_hash"] == row["dataset_hash"]
     assert len(provenance["checkpoint_sha256"]) == 64
-    assert provenance["plugins"]["attack"] == {"name": "fgsm", "package": "arena-bench", "version": row["attack_version"]}
+    code = get_registry().get("attack", "fgsm").code_sha256
+    assert len(code) == 64
+    assert provenance["plugins"]["attack"] == {"name": "fgsm", "package": "arena-bench", "version": row["attack_version"],
+                                               "code_sha256": code}
     assert provenance["torch"] and provenance["python"] and provenance["device"] == "cpu"
 
 

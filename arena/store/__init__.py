@@ -281,22 +281,17 @@ class Store:
                 raw.execute("PRAGMA foreign_keys = OFF")
             try:
                 with connection.begin():  # BEGIN IMMEDIATE: one process migrates at a time
-                    migrated = self._upgrade(connection, path)
-                    if migrated and raw is not None and (
-                        broken := connection.exec_driver_sql("PRAGMA foreign_key_check").first()
-                    ):
-                        raise StoreError(f"migrating {self._where()} would break the reference of {broken[0]} row "
-                                         f"{broken[1]} to {broken[2]}; it was left as it was")
+                    self._upgrade(connection, path)
             finally:
                 if raw is not None:
                     raw.execute("PRAGMA foreign_keys = ON")
 
-    def _upgrade(self, connection: Any, path: Path | None) -> bool:
-        """Migrate to the newest schema; whether there was anything to migrate."""
+    def _upgrade(self, connection: Any, path: Path | None) -> None:
+        """Migrate to the newest schema, in the caller's transaction."""
         head = head_revision()
         current = MigrationContext.configure(connection).get_current_revision()
         if current == head:
-            return False
+            return
         tables = set(inspect(connection).get_table_names())
         if current is None and tables - {"alembic_version"}:
             raise StoreError(
@@ -319,8 +314,14 @@ class Store:
                     src.backup(dst)
         config = _alembic_config()
         config.attributes["connection"] = connection
+        sqlite = connection.dialect.name == "sqlite"
+        before = set(connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()) if sqlite else set()
         command.upgrade(config, "head")
-        return True
+        broken = set(connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()) - before if sqlite else set()
+        if broken:  # rolled back with the transaction
+            table, row, parent, _ = sorted(broken, key=str)[0]
+            raise StoreError(f"migrating {self._where()} to schema {head} would leave {table} row {row} without "
+                             f"its {parent} row; it was left as it was: please report this")
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:

@@ -40,6 +40,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # Only current runs fit a unique key; the rows of the others go with them (explicitly: the
+    # store migrates with foreign keys off).
+    superseded = "SELECT id FROM runs WHERE superseded_by IS NOT NULL"
+    for table in ("samples", "robustness_results", "generative_results"):
+        op.execute(f"DELETE FROM {table} WHERE run_id IN ({superseded})")
     op.execute("DELETE FROM runs WHERE superseded_by IS NOT NULL")
     op.drop_index("ux_runs_current_key", "runs")
     op.drop_index("ix_runs_lineage", "runs")

@@ -189,7 +189,8 @@ def _not_in_run(registry: Registry, name: str, key: str, in_run: list[str]) -> s
               help="Set a plugin hyperparameter, e.g. -p advtrain.alpha=0.3 (repeatable).")
 @click.option("--fast", is_flag=True,
               help="Fast path for the attack's passes: torch.compile, bfloat16 autocast, TF32 on CUDA.")
-@click.option("--force", is_flag=True, help="Recompute even when an identical result is stored.")
+@click.option("--force", is_flag=True,
+              help="Recompute even when an identical result is stored; the new run supersedes it.")
 @click.option("--deterministic", is_flag=True,
               help="Seed everything and use torch's deterministic algorithms (identical reruns).")
 @click.option("--timeout", type=float, default=None, metavar="SECONDS",
@@ -537,17 +538,19 @@ def _emit(text: str, output: str | None) -> None:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Every stored result as a flat JSON list.")
-@click.option("--all", "include_failed", is_flag=True, help="Include errored and refused runs.")
+@click.option("--history", is_flag=True, help="Include superseded runs (replaced by --force or by changed code).")
+@click.option("--all", "include_all", is_flag=True, help="Include errored, refused and superseded runs.")
 @click.option("--dataset", default=None, help="Only this dataset.")
 @db_option
-def results(as_json, include_failed, dataset, db_url) -> None:
-    """List stored results."""
+def results(as_json, history, include_all, dataset, db_url) -> None:
+    """List stored results: the current run of each result (see --history)."""
     from .generative_report import results_table
     from .results import generative_rows, robustness_rows
 
     store, registry = _store(db_url, writes=False), _registry()
-    rows = robustness_rows(store, registry, dataset=dataset, include_failed=include_failed or as_json)
-    generated = generative_rows(store, registry, dataset=dataset, include_failed=include_failed or as_json)
+    failed, history = include_all or as_json, history or include_all
+    rows = robustness_rows(store, registry, dataset=dataset, include_failed=failed, history=history)
+    generated = generative_rows(store, registry, dataset=dataset, include_failed=failed, history=history)
     if as_json:
         from arena_leaderboard.provenance import (
             generative_command,
@@ -569,14 +572,16 @@ def results(as_json, include_failed, dataset, db_url) -> None:
         if not rows:
             return
     table = Table(title="Stored results", title_justify="left", header_style="bold", box=box.SIMPLE_HEAD)
-    for name in ["run", "status", "dataset", "attack", "defense", "threat", "eval", "n", "clean", "robust", "success"]:
+    superseded = any(row["superseded_by"] is not None for row in rows)  # listed with --history
+    for name in ["run", "status", "dataset", "attack", "defense", "threat", "eval", "n", "clean", "robust", "success",
+                 *["superseded by"] * superseded]:
         table.add_column(name)
     for row in rows:
         threat = _threat_label(row["norm"], row["eps"], row["targeted"])
         table.add_row(*map(cell, [
             row["run_id"], row["status"], row["dataset"], row["attack_label"], row["defense_label"], threat,
             _evaluation_label(row["evaluation"]), row["n"], _pct(row["clean_accuracy"]), _pct(row["robust_accuracy"]),
-            _pct(row["attack_success_rate"]),
+            _pct(row["attack_success_rate"]), *[row["superseded_by"] or ""] * superseded,
         ]))
     stdout.print(table)
 
@@ -606,6 +611,13 @@ def show(run_id, db_url) -> None:
             value = json.dumps(value)
         table.add_row(cell(key), cell("—" if value is None else value))
     stdout.print(table)
+    if run.superseded_by is not None:
+        stdout.print(f"[yellow]Superseded by run {run.superseded_by}[/]: kept as history, not ranked and never "
+                     "reused.", highlight=False)
+    replaced = store.superseding(run.id)
+    if replaced:
+        stdout.print(f"Supersedes run{'s' * (len(replaced) > 1)} {', '.join(map(str, replaced))} "
+                     "(see arena results --history).", highlight=False)
     provenance = Table(show_header=False, title="Provenance", title_justify="left")
     provenance.add_column(style="bold")
     provenance.add_column()
@@ -634,6 +646,8 @@ def _show_evaluations(store, run) -> None:
     """The pairing's results under each evaluation (adaptive and plain), when there are several."""
     from .results import evaluations_of_pairing
 
+    if run.superseded_by is not None:  # history: its successor shows the pairing as ranked now
+        return
     runs = evaluations_of_pairing(store, run)
     if len(runs) < 2 and not Evaluation.from_dict(run.robustness.evaluation).adaptive:
         return

@@ -17,8 +17,8 @@ class Defense(Plugin):
     """Builds the classifier that attacks are run against.
 
     :meth:`build` returns the (untrained) model, :meth:`train` trains it in place. The host
-    seeds both, caches the trained weights (safetensors, keyed by a hash of the plugin version,
-    hyperparameters, dataset and seed) and on a cache hit calls only :meth:`build` before
+    seeds both, caches the trained weights (safetensors, keyed by a hash of the plugin version
+    and code, hyperparameters, dataset and seed) and on a cache hit calls only :meth:`build` before
     loading the weights. A defense that wraps another one (an input transformation, say)
     asks the context for the trained inner model in :meth:`build` and leaves :meth:`train`
     empty. Models take images in [0, 1] and return logits.

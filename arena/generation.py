@@ -203,9 +203,11 @@ class GenerativeTrack:
         started = time.perf_counter()
         generator, gen_params, model_key = self.identity(info, overrides, data, settings.seed)
         reference = self.reference(data)
+        # The identity without the generator's code (its hash is the run's lineage); the model key
+        # in the run's key adds it.
         identity = {
             "track": "generative",
-            "model_key": model_key,
+            "model_key": self.runner.lineage(model_key),
             "samples": settings.samples,
             "batch_size": settings.batch_size,
             "seed": settings.seed,
@@ -213,7 +215,7 @@ class GenerativeTrack:
             "metrics": METRICS,
             "arena": _arena_version(),
         }
-        key = stable_hash(identity)
+        key = stable_hash({**identity, "model_key": model_key})
         if not self.runner.force:
             existing = self.runner.store.find_run(key)
             if existing is not None:
@@ -222,7 +224,7 @@ class GenerativeTrack:
         device = self.runner.device
         run = Run(key=key, track="generative", created_at=datetime.now(timezone.utc), dataset=data.info.name,
                   dataset_hash=data.content_hash, seed=settings.seed, n=settings.samples, device=str(device),
-                  flags=[], artifacts={})
+                  flags=[], artifacts={}, lineage=stable_hash(identity))
         result = GenerativeResult(
             generator=info.name, generator_package=info.source.package, generator_version=info.source.version,
             generator_params=gen_params, model_key=model_key, likelihood_kind=generator.likelihood, likelihoods={},
@@ -245,7 +247,8 @@ class GenerativeTrack:
             trained = self.trained(info, overrides, data, settings.seed)
             run.provenance["checkpoint_sha256"] = trained.sha256
             result.train_seconds = trained.train_seconds
-            scores, artifacts = self._score(data, generator, trained.model, reference, settings, key)
+            scores, artifacts = self._score(data, generator, trained.model, reference, settings,
+                                            self.runner.artifact_stem(run))
         except RefusedResult as exc:
             run.status, run.error = "refused", f"{info.name}: {exc}"
         except ArenaError as exc:
@@ -260,11 +263,11 @@ class GenerativeTrack:
             for name, value in scores.items():
                 setattr(result, name, value)
         run.duration_s = time.perf_counter() - started
-        stored = self.runner.store.save_run(run)
+        stored = self.runner.store.save_run(run, replace=self.runner.force)
         return GenerativeOutcome(stored, stored is not run, info.name)
 
     def _score(self, data: LoadedDataset, generator: Generator, model: nn.Module, reference: ReferenceClassifier,
-               settings: GenerativeSettings, key: str) -> tuple[dict[str, Any], dict[str, Path]]:
+               settings: GenerativeSettings, stem: str) -> tuple[dict[str, Any], dict[str, Path]]:
         scores: dict[str, Any] = {}
         if generator.likelihood is not None:
             scores.update(self._likelihood(data, generator, model, settings))
@@ -275,9 +278,9 @@ class GenerativeTrack:
         quality = sample_quality(self.reference_features(data), features, probabilities, settings.seed)
         scores.update(vars(quality))
         runs = self.runner.home / "runs"
-        artifacts = {"samples": save_grid(samples[:GRID_SAMPLES], GRID_COLUMNS, runs / f"{key}-samples.png")}
+        artifacts = {"samples": save_grid(samples[:GRID_SAMPLES], GRID_COLUMNS, runs / f"{stem}-samples.png")}
         if generator.completes():
-            artifacts["completions"] = self._completions(data, generator, model, settings, runs / f"{key}-completions.png")
+            artifacts["completions"] = self._completions(data, generator, model, settings, runs / f"{stem}-completions.png")
         return scores, artifacts
 
     def _likelihood(self, data: LoadedDataset, generator: Generator, model: nn.Module,

@@ -36,12 +36,14 @@ def results_table(rows: list[dict[str, Any]]) -> Table:
     """What `arena results` lists for generative runs."""
     table = Table(title="Stored generative results", title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
                   pad_edge=False, collapse_padding=True)
-    for name in ["run", "status", "dataset", "generator", "samples", "bits/dim", "kind", "FID", "IS"]:
+    superseded = any(row.get("superseded_by") is not None for row in rows)  # listed with --history
+    for name in ["run", "status", "dataset", "generator", "samples", "bits/dim", "kind", "FID", "IS",
+                 *["superseded by"] * superseded]:
         table.add_column(name, no_wrap=name != "generator")
     for row in rows:
         table.add_row(*map(cell, [
             row["run_id"], row["status"], row["dataset"], row["generator_label"], row["samples"],
             _number(row["bits_per_dim"]), row["likelihood"] or "none", _number(row["fid"]),
-            _number(row["inception_score"]),
+            _number(row["inception_score"]), *[row.get("superseded_by") or ""] * superseded,
         ]))
     return table

@@ -73,6 +73,15 @@ class PluginInfo:
     def create(self, overrides: dict[str, Any] | None = None) -> Plugin:
         return self.cls.create(overrides)
 
+    @property
+    def code_sha256(self) -> str | None:
+        """SHA-256 of the plugin's source files (:func:`arena.provenance.code_sha256`): part of
+        the identity of every result and model it produces, so that edited code is recomputed
+        even when its version is not bumped."""
+        from .provenance import code_sha256
+
+        return code_sha256(self.cls, self.source.builtin)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -28,6 +30,50 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def code_files(module: str, builtin: bool = False) -> list[Path]:
+    """The source files whose hash identifies the code of a plugin defined in ``module``.
+
+    A third-party plugin: every ``.py`` file of its top-level package (or its module file, for
+    a single-module distribution). A built-in plugin: every ``.py`` file of the package of its
+    kind (``arena_plugins.attacks``, ``arena_plugins.defenses``, ...), which holds the helpers
+    its plugins share and the defenses that wrap one another. The host's own modules are not
+    included: they are identified by Arena's version.
+    """
+    parts = module.split(".")
+    package = ".".join(parts[:-1]) if builtin and len(parts) > 1 else parts[0]
+    loaded = sys.modules.get(package) or sys.modules.get(module)
+    if loaded is None:
+        return []
+    folders = [Path(folder) for folder in getattr(loaded, "__path__", None) or []]
+    if folders:
+        return sorted({path for folder in folders for path in folder.rglob("*.py") if path.is_file()})
+    file = getattr(loaded, "__file__", None)
+    return [Path(file)] if file and Path(file).is_file() else []
+
+
+def _files_sha256(files: list[Path]) -> str:
+    """SHA-256 over the files' paths (relative to their common folder) and contents."""
+    common = Path(os.path.commonpath([path.parent for path in files]))
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.relative_to(common).as_posix().encode() + b"\0" + file_sha256(path).encode() + b"\n")
+    return digest.hexdigest()
+
+
+@functools.cache
+def code_sha256(cls: type, builtin: bool = False) -> str | None:
+    """SHA-256 of the source code of a plugin class (see :func:`code_files`), computed once per
+    process: the files' paths relative to their common folder and their contents. ``None`` when
+    the class has no source files to read (defined interactively, say)."""
+    try:
+        files = code_files(cls.__module__, builtin)
+        if files:
+            return _files_sha256(files)
+        return hashlib.sha256(inspect.getsource(cls).encode()).hexdigest()
+    except (OSError, TypeError, ValueError):
+        return None
 
 
 @functools.cache

@@ -47,6 +47,7 @@ def _run_head(run: Run) -> dict[str, Any]:
         "created_at": run.created_at.isoformat() if run.created_at else None,
         "dataset": run.dataset,
         "dataset_hash": run.dataset_hash,
+        "superseded_by": run.superseded_by,
     }
 
 
@@ -120,9 +121,10 @@ def robustness_rows(
     include_failed: bool = False,
     norm: str | None = None,
     eps: tuple[float, ...] = (),
+    history: bool = False,
 ) -> list[dict[str, Any]]:
-    """Every stored robustness run (of ``dataset``, ``norm`` and any of ``eps`` where given) as
-    a flat row, oldest first.
+    """Every current robustness run (of ``dataset``, ``norm`` and any of ``eps`` where given) as
+    a flat row, oldest first; with ``history``, the runs they superseded too.
 
     Read with one plain SELECT over the two tables rather than as ORM objects: the leaderboard
     reads thousands of rows at a time. A run with a value that cannot be decoded is left out,
@@ -139,6 +141,8 @@ def robustness_rows(
         query = query.where(runs.c.dataset == dataset)
     if not include_failed:
         query = query.where(runs.c.status == "ok")
+    if not history:
+        query = query.where(runs.c.superseded_by.is_(None))
     if norm:
         query = query.where(results.c.norm == norm)
     if eps:  # within a relative 1e-9, as the leaderboard's filters compare
@@ -220,10 +224,12 @@ def generative_row(run: Run, registry: Registry | None = None) -> dict[str, Any]
 
 
 def generative_rows(
-    store: Store, registry: Registry | None = None, dataset: str | None = None, include_failed: bool = False
+    store: Store, registry: Registry | None = None, dataset: str | None = None, include_failed: bool = False,
+    history: bool = False,
 ) -> list[dict[str, Any]]:
-    """Every stored generative run as a flat row, oldest first."""
-    runs = store.runs(track="generative", dataset=dataset, status=None if include_failed else "ok")
+    """Every current generative run (with ``history``, superseded ones too) as a flat row,
+    oldest first."""
+    runs = store.runs(track="generative", dataset=dataset, status=None if include_failed else "ok", history=history)
     return [generative_row(run, registry) for run in runs]
 
 

@@ -188,6 +188,7 @@ class Runner:
         self._datasets: dict[str, LoadedDataset] = {}
         self._models: dict[str, BuiltModel] = {}
         self._failures: dict[str, BaseException] = {}
+        self._lineages: dict[str, str] = {}
 
     # -- datasets and models ----------------------------------------------------------------
 
@@ -218,7 +219,9 @@ class Runner:
         self, info: PluginInfo, overrides: dict[str, Any], data: LoadedDataset, seed: int
     ) -> tuple[Any, dict[str, Any], str]:
         """A defense's or generator's instance, its resolved hyperparameters and the key of the
-        model it trains: a hash of everything that determines that model."""
+        model it trains: a hash of everything that determines that model, the plugin's code
+        included (:attr:`PluginInfo.code_sha256`). The same hash without the code is the model's
+        lineage (:meth:`lineage`)."""
         plugin = info.create(overrides)
         plugin.resolve(data.plugin)
         plugin.check_hyperparameters()  # the values the dataset decided are bounded too
@@ -234,7 +237,14 @@ class Runner:
             "seed": seed,
             "arena": _arena_version(),
         }
-        return plugin, params, stable_hash(identity)
+        key = stable_hash({**identity, "code": info.code_sha256})
+        self._lineages[key] = stable_hash(identity)
+        return plugin, params, key
+
+    def lineage(self, model_key: str) -> str:
+        """The key a model of :meth:`model_identity` had before plugin code was part of keys:
+        what models of successive versions of the same code share."""
+        return self._lineages[model_key]
 
     def defense_identity(
         self, info: PluginInfo, overrides: dict[str, Any], data: LoadedDataset, seed: int
@@ -424,9 +434,11 @@ class Runner:
             defense_info, params.get(defense_info.name, {}), data, settings.seed
         )
         query_attack = attack.access in (Access.SCORE_QUERY, Access.LABEL_QUERY)
+        # The identity without the plugins' code (its hash is the run's lineage, the key results
+        # had before code was part of keys); the key adds the attack's and the defense's code.
         identity = {
             "track": "robustness",
-            "defense_key": defense_key,
+            "defense_key": self.lineage(defense_key),
             "attack": attack_info.name,
             "attack_package": attack_info.source.package,
             "attack_version": attack_info.source.version,
@@ -441,10 +453,13 @@ class Runner:
             identity["fast"] = True
 
         def new_run(evaluation: Evaluation) -> Run:
-            # Plain results keep the key they had before evaluations were recorded.
-            key = stable_hash(identity if not evaluation.adaptive else {**identity, "evaluation": evaluation.as_dict()})
-            return self._new_run(key, data, defense_info, defense_params, defense_key, attack_info, attack,
-                                 threat, n, settings, evaluation)
+            # Plain results keep the lineage they had before evaluations were recorded.
+            evaluated = identity if not evaluation.adaptive else {**identity, "evaluation": evaluation.as_dict()}
+            key = stable_hash({**evaluated, "defense_key": defense_key, "attack_code": attack_info.code_sha256})
+            run = self._new_run(key, data, defense_info, defense_params, defense_key, attack_info, attack,
+                                threat, n, settings, evaluation)
+            run.lineage = stable_hash(evaluated)
+            return run
 
         try:
             built = self.verified_defense_model(defense_info, params.get(defense_info.name, {}), data, settings.seed)
@@ -454,7 +469,7 @@ class Runner:
                 return [PairingOutcome(existing, True, **label)]
             _record_failure(run, exc, defense_info)
             run.duration_s = time.perf_counter() - started
-            stored = self.store.save_run(run)
+            stored = self.store.save_run(run, replace=self.force)
             return [PairingOutcome(stored, stored is not run, **label)]
 
         label.update(train_seconds=built.train_seconds, model_cached=built.cached)
@@ -481,7 +496,7 @@ class Runner:
             else:
                 run.status = "ok"
                 run.samples = samples
-                run.artifacts = {"examples": str(self._save_examples(run.key, examples))}
+                run.artifacts = {"examples": str(self._save_examples(self.artifact_stem(run), examples))}
                 # The attack's own wall time (without training or judging) goes with the
                 # provenance: the schema has no column for it.
                 run.provenance["attack_seconds"] = metrics.pop("attack_seconds")
@@ -497,7 +512,7 @@ class Runner:
                 run.flags = [flag.as_dict() for flag in flags]
             run.duration_s = time.perf_counter() - started
             started = time.perf_counter()
-            stored = self.store.save_run(run)
+            stored = self.store.save_run(run, replace=self.force)
             outcomes.append(PairingOutcome(stored, stored is not run, **label, evaluation=evaluation))
         return outcomes
 
@@ -682,8 +697,13 @@ class Runner:
         }
         return samples, metrics, examples
 
-    def _save_examples(self, key: str, examples: dict[str, torch.Tensor]) -> Path:
-        path = self.home / "runs" / f"{key}.safetensors"
+    def artifact_stem(self, run: Run) -> str:
+        """The name a run's files start with: its key, and with ``force`` the time it was created
+        too, so that a recomputation never overwrites the files of the run it supersedes."""
+        return run.key if not self.force else f"{run.key}-{run.created_at:%Y%m%dT%H%M%S%f}"
+
+    def _save_examples(self, stem: str, examples: dict[str, torch.Tensor]) -> Path:
+        path = self.home / "runs" / f"{stem}.safetensors"
         atomic_write(path, lambda temporary: save_file(examples, temporary))
         return path
 
@@ -797,8 +817,9 @@ def _freeze(model: nn.Module) -> nn.Module:
     return model
 
 
-def _source(info: PluginInfo) -> dict[str, str]:
-    return {"name": info.name, "package": info.source.package, "version": info.source.version}
+def _source(info: PluginInfo) -> dict[str, str | None]:
+    return {"name": info.name, "package": info.source.package, "version": info.source.version,
+            "code_sha256": info.code_sha256}
 
 
 def _arena_version() -> str:

@@ -9,6 +9,7 @@ import shlex
 
 import pytest
 
+from arena.plugins import get_registry
 from arena.store import open_store
 
 from .conftest import Arena
@@ -49,7 +50,10 @@ def test_results_json_fields(fgsm_results):
     provenance = row["provenance"]
     assert provenance["dataset_hash"] == row["dataset_hash"]
     assert len(provenance["checkpoint_sha256"]) == 64
-    assert provenance["plugins"]["attack"] == {"name": "fgsm", "package": "arena-bench", "version": row["attack_version"]}
+    code = get_registry().get("attack", "fgsm").code_sha256
+    assert len(code) == 64
+    assert provenance["plugins"]["attack"] == {"name": "fgsm", "package": "arena-bench", "version": row["attack_version"],
+                                               "code_sha256": code}
     assert provenance["torch"] and provenance["python"] and provenance["device"] == "cpu"
 
 
@@ -127,10 +131,16 @@ def test_force_recomputes_from_cached_weights(arena, db, monkeypatch, fgsm_resul
     monkeypatch.setattr(Standard, "train", lambda *a, **k: pytest.fail("weights must come from the cache"))
     result = arena("run", "--attack", "fgsm", "--defense", "standard", "--force")
     assert result.exit_code == 0, result.output + result.stderr
+    assert "reus" not in result.stdout  # "reused", maybe cut to the terminal width
     rows = arena.json("results", "--json")
     standard = [r for r in rows if r["defense"] == "standard"]
-    assert len(standard) == 1  # the recomputed result replaces nothing else
-    assert standard[0]["robust_accuracy"] == fgsm_results["standard"]["robust_accuracy"]
+    assert len(standard) == 1  # the recomputed result is the current one; the old one is history
+    old = fgsm_results["standard"]
+    assert standard[0]["run_id"] > old["run_id"] and standard[0]["key"] == old["key"]
+    assert standard[0]["robust_accuracy"] == old["robust_accuracy"]
+    history = {r["run_id"]: r for r in arena.json("results", "--json", "--history")}
+    assert history[old["run_id"]]["superseded_by"] == standard[0]["run_id"]
+    assert history[old["run_id"]]["artifacts"] != standard[0]["artifacts"]  # its files are kept too
 
 
 def test_targeted_success_means_the_target_class(arena, db):

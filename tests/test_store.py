@@ -104,3 +104,77 @@ def test_released_schema_fixtures_migrate_forward_with_rows_kept(tmp_path):
             assert packed.scalar() >= 1  # the leaderboard's packed outcomes, filled in from the samples
         outcomes = store.sample_outcomes([r.id for r in store.runs()])
         assert [(run_id, int(v)) for run_id, (_, values) in sorted(outcomes.items()) for v in values] == robust
+
+
+def test_a_replacing_run_supersedes_the_current_one_and_keeps_it_as_history(db):
+    store = open_store(db)
+    first = store.save_run(_run("k"))
+    again = _run("k")
+    again.robustness.robust_accuracy = 0.25
+    second = store.save_run(again, replace=True)
+    assert second.id != first.id
+    assert store.find_run("k").id == second.id  # only the current run is found, and reused
+    assert [r.id for r in store.runs()] == [second.id]
+    history = {r.id: r for r in store.runs(history=True)}
+    assert history[first.id].superseded_by == second.id and history[second.id].superseded_by is None
+    assert history[first.id].robustness.robust_accuracy == 0.5  # kept as it was, samples too
+    assert len(store.get_run(first.id).samples) == 1
+    assert store.superseding(second.id) == [first.id]
+    # Without replace, a completed current run is kept and returned, as before.
+    assert store.save_run(_run("k")).id == second.id
+
+
+def test_a_failed_run_is_superseded_by_its_retry(db):
+    store = open_store(db)
+    failed = store.save_run(_run("k", status="error"))
+    done = store.save_run(_run("k"))
+    assert [r.id for r in store.runs()] == [done.id]
+    assert store.get_run(failed.id).superseded_by == done.id
+
+
+def test_a_result_of_other_code_supersedes_the_current_one_of_its_lineage(db):
+    store = open_store(db)
+    old, other = _run("old-code"), _run("elsewhere")
+    old.lineage, other.lineage = "lineage", "another"
+    old, other = store.save_run(old), store.save_run(other)
+    new = _run("new-code")
+    new.lineage = "lineage"
+    new = store.save_run(new)  # no replace: a different key is a different result
+    assert {r.key for r in store.runs()} == {"elsewhere", "new-code"}
+    assert store.get_run(old.id).superseded_by == new.id and store.find_run("old-code") is None
+    # Back to the old code: computed again, and current again under its old key.
+    back = _run("old-code")
+    back.lineage = "lineage"
+    back = store.save_run(back)
+    assert {r.key for r in store.runs()} == {"elsewhere", "old-code"} and store.find_run("old-code").id == back.id
+    assert store.get_run(new.id).superseded_by == back.id
+
+
+def test_schema_0004_results_become_the_lineage_of_code_keyed_results(tmp_path):
+    """Migrating to schema 0005 keeps every row and its samples (the runs table is copied with
+    foreign keys off), makes each run current with its key as its lineage, keeps AUTOINCREMENT."""
+    import shutil
+    from pathlib import Path
+
+    path = tmp_path / "results.db"
+    shutil.copyfile(Path(__file__).parent / "fixtures" / "schema-0004.db", path)
+    with sqlite3.connect(path) as conn:
+        samples = conn.execute("SELECT count(*) FROM samples").fetchone()[0]
+        results = conn.execute("SELECT count(*) FROM robustness_results").fetchone()[0]
+    store = open_store(f"sqlite:///{path}")
+    runs = store.runs(history=True)
+    assert len(runs) == 3 and all(r.lineage == r.key and r.superseded_by is None for r in runs)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM samples").fetchone()[0] == samples > 0
+        assert conn.execute("SELECT count(*) FROM robustness_results").fetchone()[0] == results == 2
+        assert conn.execute("SELECT count(*) FROM generative_results").fetchone()[0] == 1
+        assert "AUTOINCREMENT" in conn.execute("SELECT sql FROM sqlite_master WHERE name = 'runs'").fetchone()[0]
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1  # back on after the migration
+    # A result of the same identity computed by code-keyed Arena supersedes the old one.
+    old = runs[0]
+    new = _run("code-keyed")
+    new.lineage = old.key
+    new = store.save_run(new)
+    assert store.get_run(old.id).superseded_by == new.id and new.id == 4

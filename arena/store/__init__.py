@@ -271,34 +271,57 @@ class Store:
         return shown_url(self.url)
 
     def _migrate(self, path: Path | None) -> None:
+        with self.engine.connect() as connection:
+            sqlite = connection.dialect.name == "sqlite"
+            raw = connection.connection.driver_connection if sqlite else None
+            if raw is not None:
+                # SQLite alters a table by copying it and dropping the original: with foreign keys
+                # on, dropping ``runs`` would delete every row that refers to it (SQLite's own
+                # procedure for altering tables turns them off, then checks them).
+                raw.execute("PRAGMA foreign_keys = OFF")
+            try:
+                with connection.begin():  # BEGIN IMMEDIATE: one process migrates at a time
+                    self._upgrade(connection, path)
+            finally:
+                if raw is not None:
+                    raw.execute("PRAGMA foreign_keys = ON")
+
+    def _upgrade(self, connection: Any, path: Path | None) -> None:
+        """Migrate to the newest schema, in the caller's transaction."""
         head = head_revision()
-        with self.engine.begin() as connection:  # BEGIN IMMEDIATE: one process migrates at a time
-            current = MigrationContext.configure(connection).get_current_revision()
-            if current == head:
-                return
-            tables = set(inspect(connection).get_table_names())
-            if current is None and tables - {"alembic_version"}:
-                raise StoreError(
-                    f"{self._where()} holds tables that are not Arena's ({', '.join(sorted(tables)[:5])}); "
-                    "it was left untouched: pass another --db"
-                )
-            known = {rev.revision for rev in ScriptDirectory.from_config(_alembic_config()).walk_revisions()}
-            if current is not None and current not in known:
-                raise StoreError(
-                    f"{self._where()} was written by a newer Arena (schema {current}); upgrade arena-bench"
-                )
-            if self.damage:
-                raise StoreError(f"{self._refusal()} (it needs migrating to schema {head} before it can be read)")
-            if current is not None and path is not None:
-                backup = path.with_name(f"{path.name}.schema-{current}.bak")
-                if not backup.exists():
-                    with contextlib.closing(sqlite3.connect(path)) as src, contextlib.closing(
-                        sqlite3.connect(backup)
-                    ) as dst:
-                        src.backup(dst)
-            config = _alembic_config()
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+        current = MigrationContext.configure(connection).get_current_revision()
+        if current == head:
+            return
+        tables = set(inspect(connection).get_table_names())
+        if current is None and tables - {"alembic_version"}:
+            raise StoreError(
+                f"{self._where()} holds tables that are not Arena's ({', '.join(sorted(tables)[:5])}); "
+                "it was left untouched: pass another --db"
+            )
+        known = {rev.revision for rev in ScriptDirectory.from_config(_alembic_config()).walk_revisions()}
+        if current is not None and current not in known:
+            raise StoreError(
+                f"{self._where()} was written by a newer Arena (schema {current}); upgrade arena-bench"
+            )
+        if self.damage:
+            raise StoreError(f"{self._refusal()} (it needs migrating to schema {head} before it can be read)")
+        if current is not None and path is not None:
+            backup = path.with_name(f"{path.name}.schema-{current}.bak")
+            if not backup.exists():
+                with contextlib.closing(sqlite3.connect(path)) as src, contextlib.closing(
+                    sqlite3.connect(backup)
+                ) as dst:
+                    src.backup(dst)
+        config = _alembic_config()
+        config.attributes["connection"] = connection
+        sqlite = connection.dialect.name == "sqlite"
+        before = set(connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()) if sqlite else set()
+        command.upgrade(config, "head")
+        broken = set(connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()) - before if sqlite else set()
+        if broken:  # rolled back with the transaction
+            table, row, parent, _ = sorted(broken, key=str)[0]
+            raise StoreError(f"migrating {self._where()} to schema {head} would leave {table} row {row} without "
+                             f"its {parent} row; it was left as it was: please report this")
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
@@ -384,21 +407,28 @@ class Store:
     # -- runs -----------------------------------------------------------------------------
 
     def find_run(self, key: str) -> Run | None:
-        """The completed run with this key, if any (errored runs do not count).
+        """The current completed run with this key, if any (errored and superseded runs do not
+        count).
 
         Raises :class:`UnreadableRun` if that run is stored but cannot be read: it is neither
         reused nor replaced.
         """
         with self.session() as session:
-            run = session.scalars(select(Run).where(Run.key == key, Run.status == "ok")).first()
+            run = session.scalars(
+                select(Run).where(Run.key == key, Run.status == "ok", Run.superseded_by.is_(None))
+            ).first()
         return None if run is None else self._require(run, "a stored result with this key cannot be read, so it "
                                                            "is neither reused nor replaced: fix or delete the row")
 
-    def save_run(self, run: Run) -> Run:
-        """Store a run with its result and samples in one transaction.
+    def save_run(self, run: Run, replace: bool = False) -> Run:
+        """Store a run with its result and samples in one transaction, as the current run of its
+        key and of its lineage.
 
-        A failed run with the same key is replaced; a completed one (written meanwhile by
-        another process) is kept and returned instead. A completed run must carry its full
+        The current run it replaces (a failed one with the same key, a completed one with the
+        same key when ``replace`` is set, as by ``arena run --force``, and any run of the same
+        lineage with another key: a result of other code) is kept, marked superseded by the new
+        run. Without ``replace``, a completed run with the same key (written meanwhile by another
+        process) is kept current and returned instead. A completed run must carry its full
         provenance (:data:`REQUIRED_PROVENANCE`), or it is not stored.
         """
         self._check_writable()
@@ -406,15 +436,25 @@ class Store:
             check_provenance(run.provenance)
         if run.robustness is not None and run.samples:
             run.robustness.robust_bits = pack_robust(run.samples)
+        run.superseded_by = None
         try:
             with self.session() as session:
-                previous = session.scalars(select(Run).where(Run.key == run.key)).first()
-                if previous is not None:
-                    if previous.status == "ok":
-                        return self._require(previous)
-                    session.delete(previous)
-                    session.flush()
+                current = Run.superseded_by.is_(None)
+                same = session.scalars(select(Run).where(Run.key == run.key, current)).first()
+                if same is not None and same.status == "ok" and not replace:
+                    return self._require(same)
+                replaced = Run.key == run.key
+                if run.lineage is not None:
+                    replaced = replaced | (Run.lineage == run.lineage)
+                older = list(session.scalars(select(Run.id).where(current, replaced)))
+                # Out of the current runs first (the key is unique among them), then pointed at
+                # the new run once it has an id.
+                if older:
+                    session.execute(update(Run).where(Run.id.in_(older)).values(superseded_by=0))
                 session.add(run)
+                session.flush()
+                if older:
+                    session.execute(update(Run).where(Run.id.in_(older)).values(superseded_by=run.id))
         except StoreError as exc:
             if isinstance(exc.__context__, IntegrityError):
                 existing = self.find_run(run.key)
@@ -422,6 +462,11 @@ class Store:
                     return existing
             raise
         return run
+
+    def superseding(self, run_id: int) -> list[int]:
+        """The ids of the runs that ``run_id`` superseded, oldest first."""
+        with self.session() as session:
+            return list(session.scalars(select(Run.id).where(Run.superseded_by == run_id).order_by(Run.id)))
 
     def update_run(self, run_id: int, **fields: object) -> None:
         """Change stored fields of a run (its flags, say) in one transaction; nothing else of
@@ -441,10 +486,13 @@ class Store:
                 _ = run.samples  # load while the session is open
         return None if run is None else self._require(run)
 
-    def runs(self, track: str | None = None, dataset: str | None = None, status: str | None = None) -> list[Run]:
-        """Runs (with their results, without samples), oldest first; a run that cannot be read
-        is left out with a warning."""
+    def runs(self, track: str | None = None, dataset: str | None = None, status: str | None = None,
+             history: bool = False) -> list[Run]:
+        """Current runs (with their results, without samples), oldest first; with ``history``,
+        superseded runs too. A run that cannot be read is left out with a warning."""
         query = select(Run).order_by(Run.id)
+        if not history:
+            query = query.where(Run.superseded_by.is_(None))
         if track:
             query = query.where(Run.track == track)
         if dataset:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer
+from sqlalchemy import JSON, ForeignKey, Index, Integer, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from .values import (
@@ -36,8 +36,15 @@ class Run(Base):
     __tablename__ = "runs"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    #: SHA-256 of everything that determines the result; re-running the same command reuses it.
-    key: Mapped[str] = mapped_column(CheckedString(64), unique=True)
+    #: SHA-256 of everything that determines the result, the plugins' code included; re-running
+    #: the same command reuses it. Unique among current runs (``superseded_by`` NULL).
+    key: Mapped[str] = mapped_column(CheckedString(64))
+    #: SHA-256 of the same identity without the plugins' code (what ``key`` was before code was
+    #: part of it): a new result of a lineage supersedes the current one, whatever code made it.
+    lineage: Mapped[str | None] = mapped_column(CheckedString(64), nullable=True)
+    #: The run that replaced this one (``arena run --force``, or a result of changed code); NULL
+    #: for a current run. Superseded runs are history: kept, never reused or ranked.
+    superseded_by: Mapped[int | None] = mapped_column(CheckedInteger, nullable=True)
     track: Mapped[str] = mapped_column(CheckedString(16))
     #: "ok", "error" (a plugin raised; traceback in ``error``) or "refused" (the host refused it).
     status: Mapped[str] = mapped_column(CheckedString(16))
@@ -65,7 +72,13 @@ class Run(Base):
     )
 
     # AUTOINCREMENT: the id of a replaced failed run is never handed out again.
-    __table_args__ = (Index("ix_runs_track_dataset", "track", "dataset"), {"sqlite_autoincrement": True})
+    __table_args__ = (
+        Index("ix_runs_track_dataset", "track", "dataset"),
+        Index("ix_runs_lineage", "lineage"),
+        Index("ux_runs_current_key", "key", unique=True, sqlite_where=text("superseded_by IS NULL"),
+              postgresql_where=text("superseded_by IS NULL")),
+        {"sqlite_autoincrement": True},
+    )
 
 
 class RobustnessResult(Base):
@@ -83,7 +96,8 @@ class RobustnessResult(Base):
     defense_package: Mapped[str] = mapped_column(CheckedString(200))
     defense_version: Mapped[str] = mapped_column(CheckedString(100))
     defense_params: Mapped[dict[str, Any]] = mapped_column(CheckedJSON(dict))
-    #: SHA-256 identifying the trained defense model (plugin, version, params, dataset, seed).
+    #: SHA-256 identifying the trained defense model (plugin, version, params, dataset, seed;
+    #: since schema 0005 the plugin's code too).
     defense_key: Mapped[str] = mapped_column(CheckedString(64))
     norm: Mapped[str] = mapped_column(CheckedString(8))
     eps: Mapped[float] = mapped_column(CheckedFloat)
@@ -158,7 +172,8 @@ class GenerativeResult(Base):
     generator_package: Mapped[str] = mapped_column(CheckedString(200))
     generator_version: Mapped[str] = mapped_column(CheckedString(100))
     generator_params: Mapped[dict[str, Any]] = mapped_column(CheckedJSON(dict))
-    #: SHA-256 identifying the trained generator (plugin, version, params, dataset, seed).
+    #: SHA-256 identifying the trained generator (plugin, version, params, dataset, seed; since
+    #: schema 0005 the plugin's code too).
     model_key: Mapped[str] = mapped_column(CheckedString(64))
     #: "exact", "bound" or None (no likelihood).
     likelihood_kind: Mapped[str | None] = mapped_column(CheckedString(16), nullable=True)

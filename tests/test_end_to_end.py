@@ -23,11 +23,30 @@ def fgsm_results(arena):
     return {row["defense"]: row for row in rows}
 
 
-def test_fgsm_against_standard_and_advtrain(fgsm_results):
-    standard, advtrain = fgsm_results["standard"], fgsm_results["advtrain"]
+@pytest.mark.parametrize("seed", [0, 1])
+def test_fgsm_against_standard_and_advtrain(arena, seed):
+    """The claim holds on two training seeds, not only on the one the other tests share. Measured on
+    seeds 0, 1, 2 (2-core CPU, torch 2.13.0+cpu), FGSM robust accuracy at eps 0.2:
+
+    ======  ===============  ===============  ==========  ===========
+    seed    standard clean   advtrain clean   standard    advtrain
+    ======  ===============  ===============  ==========  ===========
+    0       98.3%            97.8%            9.4%        53.9%
+    1       97.5%            96.9%            5.0%        55.8%
+    2       97.2%            97.2%            6.4%        54.4%
+    ======  ===============  ===============  ==========  ===========
+
+    a robustness gap of 44.4-50.8 points (asserted: at least 30) and clean accuracies 0.0-0.6
+    points apart (asserted: at most 3).
+    """
+    result = arena("run", "--attack", "fgsm", "--defense", "advtrain,standard", "--seed", str(seed))
+    assert result.exit_code == 0, result.output + result.stderr
+    rows = {row["defense"]: row for row in arena.json("results", "--json")}
+    standard, advtrain = rows["standard"], rows["advtrain"]
     for row in (standard, advtrain):
         assert row["dataset"] == "digits" and row["norm"] == "linf" and row["eps"] == 0.2
         assert row["n"] == 360 and row["status"] == "ok" and row["targeted"] is False
+        assert row["seed"] == seed
     assert standard["clean_accuracy"] >= 0.95
     # Goodfellow et al.: adversarial training buys FGSM robustness at almost no clean cost.
     assert advtrain["robust_accuracy"] - standard["robust_accuracy"] >= 0.30

@@ -1,4 +1,18 @@
-"""The claims of the field, reproduced through the CLI on digits against the `standard` defense."""
+"""The claims of the field, reproduced through the CLI on digits against the `standard` defense.
+
+These tests run on the default seed (0). Each claim was measured on seeds 0, 1 and 2 with the same
+command and ``--seeds 0,1,2`` on a 2-core CPU (torch 2.13.0+cpu); the comments by each assertion
+give the spread. Robust accuracy (%) of ``-a fgsm,pgd,mifgsm,apgd,transfer,noise -d standard
+--n 200 -p apgd.iterations=25``:
+
+======  =====  ====  ======  ====  ========  =====  =====
+seed    clean  fgsm  pgd     apgd  mifgsm    trans  noise
+======  =====  ====  ======  ====  ========  =====  =====
+0       98.5   9.5   3.0     2.5   5.0       18.5   93.5
+1       98.5   5.0   1.0     0.5   2.0       11.0   93.0
+2       97.5   4.5   1.5     1.5   3.5       14.5   91.0
+======  =====  ====  ======  ====  ========  =====  =====
+"""
 
 from __future__ import annotations
 
@@ -17,6 +31,9 @@ def test_iterative_beats_single_step_and_white_box_beats_transfer_beats_noise(ar
     rows = _by_attack(arena, "-a", "fgsm,pgd,mifgsm,apgd,transfer,noise", "-d", "standard", "--n", "200",
                       "-p", "apgd.iterations=25")
     robust = {name: row["robust_accuracy"] for name, row in rows.items()}
+    # Measured on seeds 0-2 (module docstring): PGD 3.0-6.5 points below FGSM; the strongest
+    # white-box attack 9.0-13.5 points below transfer, transfer 75.0-82.0 points below noise,
+    # noise 5.0-6.5 points below clean accuracy.
     assert robust["pgd"] <= robust["fgsm"]  # iterative beats single-step
     assert max(robust["pgd"], robust["mifgsm"], robust["apgd"]) <= robust["transfer"] <= robust["noise"]
     assert robust["noise"] < rows["noise"]["clean_accuracy"] + 1e-9
@@ -28,7 +45,7 @@ def test_iterative_beats_single_step_and_white_box_beats_transfer_beats_noise(ar
 
 def test_unbounded_pgd_fools_everything(arena):
     rows = _by_attack(arena, "-a", "pgd", "-d", "standard", "--eps", "1.0", "-p", "pgd.steps=10")
-    assert rows["pgd"]["robust_accuracy"] <= 0.01
+    assert rows["pgd"]["robust_accuracy"] <= 0.01  # measured on seeds 0-2: 0.0% on each
 
 
 @pytest.mark.parametrize("attack, norm, eps", [("square", "linf", "0.2"), ("hopskipjump", "l2", "2.0")])
@@ -55,7 +72,8 @@ def test_targeted_pgd_success_means_the_target_class(arena, db):
     samples = open_store(db).get_run(rows["pgd"]["run_id"]).samples
     fooled = [s for s in samples if s.clean_correct and s.adv_pred != s.label]
     assert fooled and all(s.success == (s.adv_pred == s.target) for s in fooled)
-    assert sum(s.success for s in samples) >= 0.4 * sum(s.clean_correct for s in samples)  # 48 of 97 measured
+    # Measured on seeds 0-2: 49 of 97, 64 of 99 and 51 of 98 clean-correct points reach the target.
+    assert sum(s.success for s in samples) >= 0.4 * sum(s.clean_correct for s in samples)
 
 
 def test_fast_path_leaves_robust_accuracy_unchanged(arena):
@@ -81,7 +99,23 @@ def test_fast_path_leaves_robust_accuracy_unchanged(arena):
 @pytest.mark.parametrize("held_out", ["cnn", "mlp", "lenet"])
 def test_ensemble_transfer_beats_every_single_surrogate_on_a_held_out_architecture(arena, held_out):
     """Liu et al. 2017: targeted examples transfer better from an ensemble of architectures than from
-    any one of them. Each architecture is the black box once; the other two are the surrogates."""
+    any one of them. Each architecture is the black box once; the other two are the surrogates.
+
+    Targeted attack success rate (%) measured on seeds 0 / 1 / 2 (2-core CPU, torch 2.13.0+cpu):
+
+    =========  ==================  ==================  ==================  ===================
+    held out   ensemble            single cnn          single mlp          single lenet
+    =========  ==================  ==================  ==================  ===================
+    cnn        72.6 / 83.2 / 74.3  --                  68.4 / 78.6 / 65.1  47.2 / 65.0 / 55.1
+    mlp        78.8 / 85.1 / 76.5  76.5 / 82.9 / 75.9  --                  49.0 / 56.6 / 52.2
+    lenet      73.2 / 66.5 / 72.4  71.9 / 66.8 / 73.6  61.1 / 57.9 / 53.7  --
+    =========  ==================  ==================  ==================  ===================
+
+    The ensemble leads the best single surrogate by 4.2 / 4.6 / 9.2 points with cnn held out and
+    2.3 / 2.3 / 0.6 with mlp held out. With lenet held out it leads the cnn surrogate by 1.2 points
+    on seed 0 and trails it by 0.3 and 1.2 points on seeds 1 and 2: there the claim does not hold
+    on every seed, and this test (seed 0) passes by less than the spread between seeds.
+    """
     surrogates = [a for a in ("cnn", "mlp", "lenet") if a != held_out]
     steps = ["steps=40", "step_size=0.05"]
     members = json.dumps(surrogates)

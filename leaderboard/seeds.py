@@ -8,12 +8,13 @@ leaderboard entry whose figures are the mean over its seeds with their sample st
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import statistics
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
-
-from arena.provenance import stable_hash
 
 Row = Mapping[str, Any]
 
@@ -24,7 +25,7 @@ def defense_config(row: Row) -> str:
     Runs of one defense configuration trained with different seeds (different ``defense_key``)
     are replicates of one leaderboard entry.
     """
-    return stable_hash({
+    identity = {
         "label": row.get("defense_label"),
         "defense": row.get("defense"),
         "package": row.get("defense_package"),
@@ -32,7 +33,14 @@ def defense_config(row: Row) -> str:
         "params": row.get("defense_params") or {},
         "dataset": row.get("dataset"),
         "dataset_hash": row.get("dataset_hash"),
-    })
+    }
+    # Thousands of rows share a few configurations: hash each canonical encoding once.
+    return _hash_of(json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str))
+
+
+@functools.lru_cache(maxsize=4096)
+def _hash_of(encoded: str) -> str:
+    return hashlib.sha256(encoded.encode()).hexdigest()
 
 
 def one_model_per_seed(runs: Iterable[Row]) -> list[Row]:

@@ -565,7 +565,7 @@ def results(as_json, history, include_all, dataset, db_url) -> None:
             row["command"] = generative_command(row)
         for row in rows + generated:
             row["install"] = install_command(third_party_packages(row))
-        click.echo(json.dumps(sorted(rows + generated, key=lambda row: row["run_id"]), indent=2))
+        _echo_json_list(sorted(rows + generated, key=lambda row: row["run_id"]))
         return
     if generated:
         from .generative_report import results_table  # imports the metrics (scikit-learn): only when needed
@@ -586,6 +586,21 @@ def results(as_json, history, include_all, dataset, db_url) -> None:
             _pct(row["attack_success_rate"]), *[row["superseded_by"] or ""] * superseded,
         ]))
     stdout.print(table)
+
+
+def _echo_json_list(records: list[dict[str, Any]], batch: int = 200) -> None:
+    """``json.dumps(records, indent=2)``, written a batch of records at a time: the same text
+    without holding all of it (tens of megabytes for thousands of results) at once."""
+    if not records:
+        click.echo("[]")
+        return
+    click.echo("[")
+    for start in range(0, len(records), batch):
+        chunk = records[start : start + batch]
+        # Strings in JSON escape their newlines, so every newline here starts a line to indent.
+        text = ",\n".join("  " + json.dumps(record, indent=2).replace("\n", "\n  ") for record in chunk)
+        click.echo(text + ("," if start + batch < len(records) else ""))
+    click.echo("]")
 
 
 @cli.command()

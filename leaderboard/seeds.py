@@ -8,13 +8,12 @@ leaderboard entry whose figures are the mean over its seeds with their sample st
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
 import statistics
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+
+from arena.provenance import stable_hash
 
 Row = Mapping[str, Any]
 
@@ -25,22 +24,24 @@ def defense_config(row: Row) -> str:
     Runs of one defense configuration trained with different seeds (different ``defense_key``)
     are replicates of one leaderboard entry.
     """
-    identity = {
-        "label": row.get("defense_label"),
-        "defense": row.get("defense"),
-        "package": row.get("defense_package"),
-        "version": row.get("defense_version"),
-        "params": row.get("defense_params") or {},
-        "dataset": row.get("dataset"),
-        "dataset_hash": row.get("dataset_hash"),
-    }
-    # Thousands of rows share a few configurations: hash each canonical encoding once.
-    return _hash_of(json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str))
+    fields = ("defense_label", "defense", "defense_package", "defense_version", "dataset", "dataset_hash")
+    values = tuple(row.get(name) for name in fields)
+    params = row.get("defense_params") or {}
+    # Thousands of rows share a few configurations: each is hashed once (``repr`` only finds it
+    # again; the hash itself is of the canonical encoding).
+    found = _CONFIGS.get((values, repr(params)))
+    if found is None:
+        label, defense, package, version, dataset, dataset_hash = values
+        found = _CONFIGS[(values, repr(params))] = stable_hash({
+            "label": label, "defense": defense, "package": package, "version": version, "params": params,
+            "dataset": dataset, "dataset_hash": dataset_hash,
+        })
+        if len(_CONFIGS) > 4096:
+            _CONFIGS.clear()
+    return found
 
 
-@functools.lru_cache(maxsize=4096)
-def _hash_of(encoded: str) -> str:
-    return hashlib.sha256(encoded.encode()).hexdigest()
+_CONFIGS: dict[tuple[Any, str], str] = {}
 
 
 def one_model_per_seed(runs: Iterable[Row]) -> list[Row]:

@@ -432,7 +432,8 @@ def leaderboard(dataset, norm, eps_text, track, include_flagged, fmt, output, db
         rows = [row for row in stored if filters.matches(row)]
     outcomes = store.sample_outcomes([row["run_id"] for row in rows])
     rows = [row for row in rows if row["run_id"] in outcomes]  # the store warned of any it could not read
-    board_views = robustness_views(rows, outcomes, examples=fmt == "html")
+    # The terminal and the page leave the export-only views (runs and provenance) out: not built.
+    board_views = robustness_views(rows, outcomes, examples=fmt == "html", exports=fmt not in ("table", "html"))
     board_views += generative_views(generative_rows(store, _registry(), dataset=dataset))
     board_views = filters.select(board_views)
     if fmt == "html":
@@ -544,7 +545,6 @@ def _emit(text: str, output: str | None) -> None:
 @db_option
 def results(as_json, history, include_all, dataset, db_url) -> None:
     """List stored results: the current run of each result (see --history)."""
-    from .generative_report import results_table
     from .results import generative_rows, robustness_rows
 
     store, registry = _store(db_url, writes=False), _registry()
@@ -565,9 +565,11 @@ def results(as_json, history, include_all, dataset, db_url) -> None:
             row["command"] = generative_command(row)
         for row in rows + generated:
             row["install"] = install_command(third_party_packages(row))
-        click.echo(json.dumps(sorted(rows + generated, key=lambda row: row["run_id"]), indent=2))
+        _echo_json_list(sorted(rows + generated, key=lambda row: row["run_id"]))
         return
     if generated:
+        from .generative_report import results_table  # imports the metrics (scikit-learn): only when needed
+
         stdout.print(results_table(generated))
         if not rows:
             return
@@ -584,6 +586,21 @@ def results(as_json, history, include_all, dataset, db_url) -> None:
             _pct(row["attack_success_rate"]), *[row["superseded_by"] or ""] * superseded,
         ]))
     stdout.print(table)
+
+
+def _echo_json_list(records: list[dict[str, Any]], batch: int = 200) -> None:
+    """``json.dumps(records, indent=2)``, written a batch of records at a time: the same text
+    without holding all of it (tens of megabytes for thousands of results) at once."""
+    if not records:
+        click.echo("[]")
+        return
+    click.echo("[")
+    for start in range(0, len(records), batch):
+        chunk = records[start : start + batch]
+        # Strings in JSON escape their newlines, so every newline here starts a line to indent.
+        text = ",\n".join("  " + json.dumps(record, indent=2).replace("\n", "\n  ") for record in chunk)
+        click.echo(text + ("," if start + batch < len(records) else ""))
+    click.echo("]")
 
 
 @cli.command()

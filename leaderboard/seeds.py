@@ -24,15 +24,24 @@ def defense_config(row: Row) -> str:
     Runs of one defense configuration trained with different seeds (different ``defense_key``)
     are replicates of one leaderboard entry.
     """
-    return stable_hash({
-        "label": row.get("defense_label"),
-        "defense": row.get("defense"),
-        "package": row.get("defense_package"),
-        "version": row.get("defense_version"),
-        "params": row.get("defense_params") or {},
-        "dataset": row.get("dataset"),
-        "dataset_hash": row.get("dataset_hash"),
-    })
+    fields = ("defense_label", "defense", "defense_package", "defense_version", "dataset", "dataset_hash")
+    values = tuple(row.get(name) for name in fields)
+    params = row.get("defense_params") or {}
+    # Thousands of rows share a few configurations: each is hashed once (``repr`` only finds it
+    # again; the hash itself is of the canonical encoding).
+    found = _CONFIGS.get((values, repr(params)))
+    if found is None:
+        label, defense, package, version, dataset, dataset_hash = values
+        found = _CONFIGS[(values, repr(params))] = stable_hash({
+            "label": label, "defense": defense, "package": package, "version": version, "params": params,
+            "dataset": dataset, "dataset_hash": dataset_hash,
+        })
+        if len(_CONFIGS) > 4096:
+            _CONFIGS.clear()
+    return found
+
+
+_CONFIGS: dict[tuple[Any, str], str] = {}
 
 
 def one_model_per_seed(runs: Iterable[Row]) -> list[Row]:

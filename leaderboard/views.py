@@ -31,11 +31,13 @@ def robustness_views(
     rows: Iterable[Row],
     outcomes: Mapping[int, Mapping[int, bool]],
     examples: bool = False,
+    exports: bool = True,
 ) -> list[View]:
     """Every robustness view of the given result rows and per-sample outcomes.
 
     ``examples`` adds, per threat model, a view of stored adversarial examples (pictures, for
-    the HTML page).
+    the HTML page); without ``exports``, the export-only views (runs and provenance, which the
+    terminal and the page leave out) are not built.
     """
     latest = latest_runs(rows)
     flagged = [row for row in latest if is_suspect(row.get("flags"))]
@@ -49,7 +51,8 @@ def robustness_views(
     views += curve_views(boards)
     if flagged:
         views.append(flagged_view(flagged))
-    views += robustness_runs_views(latest)
+    if exports:
+        views += robustness_runs_views(latest)
     return views
 
 
@@ -245,8 +248,12 @@ def _curve_view(dataset: str, norm: str, targeted: bool, sweep: list[RobustnessB
 def examples_view(board: RobustnessBoard) -> View:
     """For each top defense, the stored examples of the attack that fooled it most."""
     rows = []
+    kept: dict[str, list[Row]] = {}
+    for run in board.runs:
+        if (run.get("artifacts") or {}).get("examples"):
+            kept.setdefault(defense_config(run), []).append(run)
     for entry in board.defenses[:EXAMPLE_DEFENSES]:
-        runs = [run for run in board.runs if defense_config(run) == entry.key and (run.get("artifacts") or {}).get("examples")]
+        runs = kept.get(entry.key)
         if not runs:
             continue
         strongest = min(runs, key=lambda r: (r["robust_accuracy"] if r["robust_accuracy"] is not None else 2, r["attack_label"]))

@@ -134,10 +134,45 @@ _spare: tuple[Any, Connection] | None = None
 _closing: list[tuple[Any, float]] = []
 
 
+#: Idle workers by attack class, each kept for that attack's next pairing (see :func:`release_workers`).
+_idle: dict[str, tuple[Any, Connection]] = {}
+
+
+def _attack_key(attack: Any) -> str:
+    cls = type(attack)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def release_workers() -> None:
+    """Close every idle worker (the runner does at the end of a run)."""
+    while _idle:
+        _, (process, conn) = _idle.popitem()
+        _retire(process, conn)
+
+
+def _retire(process: Any, conn: Connection) -> None:
+    if process.is_alive():
+        try:
+            send(conn, "close")
+        except (BrokenPipeError, ConnectionError, OSError):
+            pass
+        _closing.append((process, time.monotonic() + CLOSE_GRACE))
+    conn.close()
+
+
+def _worker_for(attack: Any) -> tuple[Any, Connection]:
+    """The idle worker that served this attack's class before, or a fresh one. A worker serves
+    one attack class only, so that nothing one attack leaves in it can reach another's results,
+    and it keeps its kernels warm for that attack's next pairing (each pairing is re-seeded)."""
+    taken = _idle.pop(_attack_key(attack), None)
+    if taken is not None and taken[0].is_alive():
+        return taken
+    return _fresh_process()
+
+
 def _fresh_process() -> tuple[Any, Connection]:
     """A new worker process, not yet given anything, and the host's end of its pipe. One spare
-    is started ahead, so that a pairing does not wait for its worker to start; each worker still
-    serves one evaluation only and never sees another's attack."""
+    is started ahead, so that a pairing does not wait for its worker to start."""
     global _spare
 
     def start() -> tuple[Any, Connection]:
@@ -199,7 +234,10 @@ class AttackWorker:
             "bpda": bpda and white_box,
             "fast": fast,
         }
-        self._process, self._conn = _fresh_process()
+        self._key = _attack_key(attack)
+        #: Whether the worker may serve this attack's next pairing: only after a clean finish.
+        self._reusable = False
+        self._process, self._conn = _worker_for(attack)
         try:
             self._send_raw(options, blob)
         except BaseException:
@@ -216,7 +254,9 @@ class AttackWorker:
     def __enter__(self) -> "AttackWorker":
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, exc_type: Any, *exc_info: Any) -> None:
+        if exc_type is not None:
+            self._reusable = False
         self.close()
 
     def perturb(
@@ -259,6 +299,7 @@ class AttackWorker:
         changed = meta.get("changed") if op == "finished" else None
         if not isinstance(changed, list):
             raise ProtocolError(f"{self.description}: unexpected message {op!r} from the attack worker")
+        self._reusable = not changed and self.violation is None
         return [str(problem) for problem in changed]
 
     def _answer(self, oracle: _Oracle, tensors: list[torch.Tensor]) -> None:
@@ -300,15 +341,22 @@ class AttackWorker:
         self._process.join(timeout=CLOSE_GRACE)
 
     def close(self) -> None:
-        """Ask the worker to exit, without waiting: one still running :data:`CLOSE_GRACE`
-        seconds later is killed when the next worker is taken (or at exit, being a daemon)."""
-        if self._process.is_alive():
+        """End the pairing. A worker whose pairing finished cleanly waits for the same attack's
+        next one; any other is asked to exit, without waiting: one still running
+        :data:`CLOSE_GRACE` seconds later is killed when the next worker is taken (or at exit,
+        being a daemon)."""
+        if self._reusable and self._process.is_alive():
             try:
-                send(self._conn, "close")
+                send(self._conn, "done")
             except (BrokenPipeError, ConnectionError, OSError):
-                pass
-            _closing.append((self._process, time.monotonic() + CLOSE_GRACE))
-        self._conn.close()
+                self._reusable = False
+        if self._reusable and self._process.is_alive():
+            previous = _idle.pop(self._key, None)
+            if previous is not None:
+                _retire(*previous)
+            _idle[self._key] = (self._process, self._conn)
+        else:
+            _retire(self._process, self._conn)
 
 
 def _worker_error(meta: dict[str, Any]) -> Exception:
@@ -372,56 +420,14 @@ def _describe(exc: BaseException) -> dict[str, Any]:
 
 
 def serve(conn: Connection) -> None:
-    """The worker process: wait for the host's settings and attack, then attack one batch per
-    ``perturb`` message until ``close``. Its random stream starts from the run's seed."""
+    """The worker process: for each pairing the host sends, load its settings and attack and
+    attack one batch per ``perturb`` message until ``done``; exit on ``close`` (or a closed
+    pipe). Every pairing's random stream starts from the run's seed."""
     try:
-        options, blob = conn.recv(), conn.recv_bytes()
-        torch.set_num_threads(options["threads"])
-        if options["deterministic"]:
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-            torch.use_deterministic_algorithms(True)
-        random.seed(options["seed"])
-        numpy.random.seed(options["seed"])
-        torch.manual_seed(options["seed"])
-        attack, model, surrogates = cloudpickle.loads(blob)
-        given_models = {name: m for name, m in [("target", model), *surrogates.items()] if m is not None}
-        prints = {name: fingerprint(m) for name, m in given_models.items()}
-        device = torch.device(options["device"])
-        fast = options["fast"]
-        view = (FastModel(model, device) if fast else model) if model is not None else None
-        surrogate_views = {name: FastModel(m, device) if fast else m for name, m in surrogates.items()}
-        access = Access(attack.access)
-        channel = _Channel(conn, device)
-        with ExitStack() as stack:
-            if options["bpda"] and model is not None:
-                stack.enter_context(straight_through(model))
-            stack.enter_context(tf32_matmul(device, enabled=fast))
-            while True:
-                op, meta, tensors = decode(conn.recv_bytes())
-                if op == "finish":
-                    changed = [f"{name}: {problem}" for name, m in given_models.items()
-                               for problem in frozen_state_problems(m, prints[name])]
-                    send(conn, "finished", {"changed": changed})
-                    continue
-                if op != "perturb":
-                    return
-                x, y, *rest = (t.to(device) for t in tensors)
-                threat = ThreatModel(**meta["threat"])
-                counter = PassCounter()
-                if access == Access.WHITE_BOX:
-                    given: Any = WhiteBox(view, counter, options["eot_samples"])
-                elif access == Access.SCORE_QUERY:
-                    given = RemoteScoreOracle(channel, len(x), meta["budget"])
-                elif access == Access.LABEL_QUERY:
-                    given = RemoteLabelOracle(channel, len(x), meta["budget"])
-                else:
-                    given = TransferAccess({name: WhiteBox(m, counter) for name, m in surrogate_views.items()})
-                x_adv = attack.perturb(given, x, y, threat, rest[0] if rest else None)
-                if not isinstance(x_adv, torch.Tensor):
-                    raise errors.RefusedResult(f"the attack returned {type(x_adv).__name__}, not a tensor")
-                if _numpy_dtype(x_adv.dtype) not in DTYPES:
-                    raise errors.RefusedResult(f"the attack returned dtype {x_adv.dtype}, expected {x.dtype}")
-                send(conn, "result", {"forward": counter.forward, "backward": counter.backward}, [x_adv])
+        while True:
+            options, blob = conn.recv(), conn.recv_bytes()
+            if _serve_pairing(conn, options, blob) != "done":
+                return
     except (EOFError, BrokenPipeError):
         return
     except BaseException as exc:  # reported to the host, which records the pairing as failed
@@ -429,3 +435,54 @@ def serve(conn: Connection) -> None:
             send(conn, "error", _describe(exc))
         except (BrokenPipeError, OSError):
             pass
+
+
+def _serve_pairing(conn: Connection, options: dict[str, Any], blob: bytes) -> str:
+    """One pairing in the worker; returns the message that ended it."""
+    torch.set_num_threads(options["threads"])
+    if options["deterministic"] != torch.are_deterministic_algorithms_enabled():
+        # Only when it changes: the call imports torch's compiler configuration (~0.8 s).
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(options["deterministic"])
+    random.seed(options["seed"])
+    numpy.random.seed(options["seed"])
+    torch.manual_seed(options["seed"])
+    attack, model, surrogates = cloudpickle.loads(blob)
+    given_models = {name: m for name, m in [("target", model), *surrogates.items()] if m is not None}
+    prints = {name: fingerprint(m) for name, m in given_models.items()}
+    device = torch.device(options["device"])
+    fast = options["fast"]
+    view = (FastModel(model, device) if fast else model) if model is not None else None
+    surrogate_views = {name: FastModel(m, device) if fast else m for name, m in surrogates.items()}
+    access = Access(attack.access)
+    channel = _Channel(conn, device)
+    with ExitStack() as stack:
+        if options["bpda"] and model is not None:
+            stack.enter_context(straight_through(model))
+        stack.enter_context(tf32_matmul(device, enabled=fast))
+        while True:
+            op, meta, tensors = decode(conn.recv_bytes())
+            if op == "finish":
+                changed = [f"{name}: {problem}" for name, m in given_models.items()
+                           for problem in frozen_state_problems(m, prints[name])]
+                send(conn, "finished", {"changed": changed})
+                continue
+            if op != "perturb":
+                return op
+            x, y, *rest = (t.to(device) for t in tensors)
+            threat = ThreatModel(**meta["threat"])
+            counter = PassCounter()
+            if access == Access.WHITE_BOX:
+                given: Any = WhiteBox(view, counter, options["eot_samples"])
+            elif access == Access.SCORE_QUERY:
+                given = RemoteScoreOracle(channel, len(x), meta["budget"])
+            elif access == Access.LABEL_QUERY:
+                given = RemoteLabelOracle(channel, len(x), meta["budget"])
+            else:
+                given = TransferAccess({name: WhiteBox(m, counter) for name, m in surrogate_views.items()})
+            x_adv = attack.perturb(given, x, y, threat, rest[0] if rest else None)
+            if not isinstance(x_adv, torch.Tensor):
+                raise errors.RefusedResult(f"the attack returned {type(x_adv).__name__}, not a tensor")
+            if _numpy_dtype(x_adv.dtype) not in DTYPES:
+                raise errors.RefusedResult(f"the attack returned dtype {x_adv.dtype}, expected {x.dtype}")
+            send(conn, "result", {"forward": counter.forward, "backward": counter.backward}, [x_adv])

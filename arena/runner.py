@@ -29,7 +29,7 @@ from .dataset import Dataset, Splits
 from .defense import Defense
 from .errors import ArenaError, InvalidInputError, LateRandomness, ModelChanged, PluginError, RefusedResult
 from .fast import FastModel, tf32_matmul
-from .isolation import AttackWorker, WorkerError
+from .isolation import AttackWorker, WorkerError, release_workers
 from .evaluation import (
     DEFAULT_DECISION_DRAWS,
     DEFAULT_EOT_SAMPLES,
@@ -390,9 +390,12 @@ class Runner:
         for info in defense_infos:
             self.defense_identity(info, params.get(info.name, {}), data, settings.seed)
         outcomes = []
-        for defense_info in defense_infos:
-            for attack_info, threat in pairings:
-                outcomes.extend(self._pairing(data, defense_info, attack_info, threat, n, settings, params))
+        try:
+            for defense_info in defense_infos:
+                for attack_info, threat in pairings:
+                    outcomes.extend(self._pairing(data, defense_info, attack_info, threat, n, settings, params))
+        finally:
+            release_workers()
         self.refresh_cross_run_flags(dataset)
         return outcomes
 

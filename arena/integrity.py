@@ -83,7 +83,7 @@ class ModelProbe:
         """Flags for a result obtained with this model (``bpda``: the attack saw BPDA gradients;
         ``declared_deterministic``: the defense class says ``deterministic = True``)."""
         flags = []
-        if declared_deterministic and (self.randomized or self.randomized_late):
+        if declared_deterministic and self.randomized:
             flags.append(Flag(
                 "undeclared-randomness",
                 "the defense declares deterministic = True, but its outputs differ between identical forward "

@@ -1,8 +1,11 @@
 """Attacks run in a worker process that holds only what their access level grants.
 
-The host never hands an attack one of its own objects. For each evaluation of a pairing it
-starts one worker process with multiprocessing's ``forkserver`` start method (a clean server
-process, which never saw a model, a dataset or the store, forks each worker) and sends it:
+The host never hands an attack one of its own objects. Each evaluation of a pairing runs in a
+worker process started with multiprocessing's ``forkserver`` start method (a clean server
+process, which never saw a model, a dataset or the store, forks each worker). A worker serves
+one attack class only: after a clean pairing it waits for that attack's next pairing in the same
+run, re-seeded and sent the attack again, so that its kernels stay warm; a worker whose pairing
+failed, timed out or changed its model copy is never reused. For each pairing the host sends:
 
 - the attack instance, serialised with cloudpickle (so that plugins registered in-process, not
   only installed ones, can be sent);
@@ -12,11 +15,11 @@ process, which never saw a model, a dataset or the store, forks each worker) and
 - per batch, copies of ``x``, ``y``, the threat model and the targets.
 
 Every message between the two is a JSON header followed by raw array bytes (:func:`send`,
-:func:`receive`). The host never unpickles what a worker sends: what comes back is a plain
+:func:`decode`). The host never unpickles what a worker sends: what comes back is a plain
 tensor built from the bytes the attack produced, which the host then checks against its own
 ``x`` and threat model. Whatever an attack does to what it was given (moving ``x`` in place,
 zeroing weights, ``model.train()``, raising ``threat.eps``, returning a tensor subclass) stays in
-its worker. A worker that runs past ``--timeout`` or dies is killed and its pairing recorded as
+its worker, out of every other attack's reach. A worker that runs past ``--timeout`` or dies is killed and its pairing recorded as
 failed.
 """
 
@@ -150,6 +153,13 @@ def release_workers() -> None:
         _retire(process, conn)
 
 
+def _stop(process: Any) -> None:
+    """Kill ``process`` if it still runs, and reap it."""
+    if process.is_alive():
+        process.kill()
+    process.join(timeout=CLOSE_GRACE)
+
+
 def _retire(process: Any, conn: Connection) -> None:
     if process.is_alive():
         try:
@@ -167,6 +177,8 @@ def _worker_for(attack: Any) -> tuple[Any, Connection]:
     taken = _idle.pop(_attack_key(attack), None)
     if taken is not None and taken[0].is_alive():
         return taken
+    if taken is not None:
+        taken[1].close()
     return _fresh_process()
 
 
@@ -187,10 +199,13 @@ def _fresh_process() -> tuple[Any, Connection]:
         process, deadline = entry
         if not process.is_alive() or time.monotonic() > deadline:
             _closing.remove(entry)
-            if process.is_alive():
-                process.kill()
-            process.join(timeout=CLOSE_GRACE)
-    taken = _spare if _spare is not None and _spare[0].is_alive() else start()
+            _stop(process)
+    if _spare is not None and _spare[0].is_alive():
+        taken = _spare
+    else:
+        if _spare is not None:
+            _spare[1].close()
+        taken = start()
     _spare = start()
     return taken
 
@@ -322,7 +337,7 @@ class AttackWorker:
     def _receive(self) -> Message:
         remaining = None if self.deadline is None else self.deadline - time.monotonic()
         if remaining is not None and (remaining <= 0 or not self._conn.poll(remaining)):
-            self._kill()
+            _stop(self._process)
             raise PairingTimeout(f"{self.description} did not finish within {self.timeout:g} s (--timeout)")
         try:
             data = self._conn.recv_bytes()
@@ -334,11 +349,6 @@ class AttackWorker:
         self._process.join(timeout=CLOSE_GRACE)
         code = self._process.exitcode
         return PluginError(f"{self.description}: the attack's worker process exited (code {code}) before answering")
-
-    def _kill(self) -> None:
-        if self._process.is_alive():
-            self._process.kill()
-        self._process.join(timeout=CLOSE_GRACE)
 
     def close(self) -> None:
         """End the pairing. A worker whose pairing finished cleanly waits for the same attack's

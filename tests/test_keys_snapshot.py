@@ -12,6 +12,9 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+import torch
+
 from arena.store import open_store
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "digits-matrix.json"
@@ -49,7 +52,18 @@ def _rounded(value):
     return round(value, 9) if isinstance(value, float) else value
 
 
-def test_keys_and_outcomes_match_the_snapshot(arena, db):
+@pytest.fixture
+def fresh_home(tmp_path, monkeypatch):
+    """Models trained in this test, on one thread: the generative run's key holds the SHA-256 of
+    the reference classifier's checkpoint, whose bytes depend on the order of float sums."""
+    monkeypatch.setenv("ARENA_HOME", str(tmp_path / "home"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_keys_and_outcomes_match_the_snapshot(arena, db, fresh_home):
     found = _snapshot(arena, db)
     if os.environ.get("ARENA_UPDATE_SNAPSHOT"):
         SNAPSHOT.write_text(json.dumps(found, indent=1) + "\n", encoding="utf-8")

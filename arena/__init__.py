@@ -11,52 +11,67 @@ The public API for plugin authors::
     @arena.hookimpl
     def register_attacks(register):
         register(MyAttack)
+
+and for scripts and notebooks, :class:`arena.Arena` (one object for the home, the results
+database and the device). The names are imported on first use, so that ``import arena`` (and
+the commands that only read results) never import torch.
 """
 
 from __future__ import annotations
 
+import importlib
 from importlib import metadata
-
-from .access import Access, LabelOracle, ScoreOracle, TransferAccess, WhiteBox
-from .attack import Attack
-from .bounds import Bound, Choice, Range
-from .dataset import Dataset, Splits
-from .defense import Defense
-from .errors import AccessError, ArenaError, InvalidInputError, PluginError, QueryBudgetExceeded
-from .generator import Generator
-from .hookspecs import hookimpl
-from .threat import ThreatModel, project
-from .training import BuildContext
-from .transforms import InputTransform
+from typing import Any
 
 try:
     __version__ = metadata.version("arena-bench")
 except metadata.PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0"
 
-__all__ = [
-    "Access",
-    "AccessError",
-    "ArenaError",
-    "Attack",
-    "Bound",
-    "BuildContext",
-    "Choice",
-    "Dataset",
-    "Defense",
-    "Generator",
-    "InputTransform",
-    "InvalidInputError",
-    "LabelOracle",
-    "PluginError",
-    "QueryBudgetExceeded",
-    "Range",
-    "ScoreOracle",
-    "Splits",
-    "ThreatModel",
-    "TransferAccess",
-    "WhiteBox",
-    "hookimpl",
-    "project",
-    "__version__",
-]
+#: Public name -> the module that defines it.
+_EXPORTS = {
+    "Access": "access",
+    "AccessError": "errors",
+    "Arena": "app",
+    "ArenaError": "errors",
+    "Attack": "attack",
+    "Bound": "bounds",
+    "BuildContext": "training",
+    "Choice": "bounds",
+    "Dataset": "dataset",
+    "Defense": "defense",
+    "Generator": "generator",
+    "InputTransform": "transforms",
+    "InvalidInputError": "errors",
+    "Job": "track",
+    "LabelOracle": "access",
+    "Outcome": "track",
+    "PluginError": "errors",
+    "QueryBudgetExceeded": "errors",
+    "Range": "bounds",
+    "Request": "track",
+    "RowQuery": "track",
+    "ScoreOracle": "access",
+    "Splits": "dataset",
+    "ThreatModel": "threat",
+    "Track": "track",
+    "TransferAccess": "access",
+    "WhiteBox": "access",
+    "hookimpl": "hookspecs",
+    "project": "threat",
+}
+
+__all__ = [*sorted(_EXPORTS), "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'arena' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

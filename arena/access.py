@@ -13,7 +13,6 @@ An attack declares one :class:`Access` level and receives the matching object:
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import Callable
 
 import torch
@@ -21,18 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import AccessError, QueryBudgetExceeded
-
-
-class Access(str, Enum):
-    """How much of the target an attack sees."""
-
-    WHITE_BOX = "white-box"
-    SCORE_QUERY = "score-query"
-    LABEL_QUERY = "label-query"
-    ZERO_QUERY = "zero-query"
-
-    def __str__(self) -> str:
-        return self.value
+from .levels import Access
 
 
 class PassCounter:

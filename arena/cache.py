@@ -75,6 +75,15 @@ class ModelCache:
         except (OSError, ValueError):
             return None
 
+    def annotate(self, key: str, **fields: Any) -> None:
+        """Add fields to a checkpoint's record (what the host learned of the model, e.g. its
+        probe), so that plans can read them without loading the model."""
+        record = self.record(key)
+        if record is None or all(record.get(name) == value for name, value in fields.items()):
+            return
+        text = json.dumps({**record, **fields}, indent=2, default=str)
+        atomic_write(self.record_path(key), lambda temporary: Path(temporary).write_text(text))
+
     def get(
         self,
         key: str,

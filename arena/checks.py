@@ -26,7 +26,7 @@ from .integrity import Flag, unbounded_eps
 from .threat import ThreatModel
 
 if TYPE_CHECKING:
-    from .runner import Runner
+    from .app import Arena
     from .store import Run
 
 CHECK_CODES = ("unbounded-check-failed", "not-converged")
@@ -39,14 +39,16 @@ def steps_parameter(attack_cls: type, params: dict[str, Any]) -> str | None:
     return name if name in params and isinstance(params[name], int) else None
 
 
-def check_run(runner: "Runner", run: "Run", samples: int = CHECK_SAMPLES) -> dict[str, Any]:
+def check_run(arena: "Arena", run: "Run", samples: int = CHECK_SAMPLES) -> dict[str, Any]:
     """Run the costly checks on a stored robustness run; store and return what they found."""
-    from .runner import Settings
+    from .judging import Pairing, Settings, evaluate
+    from .pairings import attack_instance
 
+    host = arena.host
     result = run.robustness
     if run.status != "ok" or result is None:
         raise InvalidInputError(f"run {run.id} is {run.status}: only completed robustness runs can be checked")
-    registry = runner.registry
+    registry = host.registry
     attack_info = registry.get("attack", result.attack)
     defense_info = registry.get("defense", result.defense)
     for info, version in ((attack_info, result.attack_version), (defense_info, result.defense_version)):
@@ -55,17 +57,17 @@ def check_run(runner: "Runner", run: "Run", samples: int = CHECK_SAMPLES) -> dic
                 f"run {run.id} used {info.kind} {info.name} {version}, but {info.source.version} is installed: "
                 "run the pairing again before checking it"
             )
-    data = runner.dataset(run.dataset)
+    data = host.dataset(run.dataset)
     if data.content_hash != run.dataset_hash:
         raise InvalidInputError(f"dataset {run.dataset} has changed since run {run.id}; run the pairing again")
-    built = runner.defense_model(defense_info, result.defense_params, data, run.seed)
+    built = host.plugin_model(defense_info, result.defense_params, data, run.seed)
     if built.key != result.defense_key:
         raise InvalidInputError(f"the defense model of run {run.id} cannot be rebuilt identically; run it again")
     provenance = run.provenance or {}
     settings = Settings(seed=run.seed, n=run.n, batch_size=provenance.get("batch_size", 256),
                         query_budget=result.query_budget or 5000)
     m = max(1, min(samples, run.n))
-    stored_robust = {s.index: s.robust for s in runner.store.get_run(run.id).samples if s.index < m}
+    stored_robust = {s.index: s.robust for s in arena.store.get_run(run.id).samples if s.index < m}
     stored_accuracy = sum(stored_robust.values()) / m
     threat = ThreatModel(result.norm, result.eps, result.targeted)
     classes = data.plugin.classes
@@ -76,10 +78,10 @@ def check_run(runner: "Runner", run: "Run", samples: int = CHECK_SAMPLES) -> dic
     found["evaluation"] = evaluation.as_dict()
 
     def robust_accuracy(params: dict[str, Any], check_threat: ThreatModel) -> float:
-        attack = runner.attack(attack_info, params, data)
-        outcome, metrics, _ = runner._evaluate(data, built, attack, check_threat, m,
-                                               replace(settings, n=m), result.attack, result.defense, evaluation)
-        return metrics["robust_accuracy"]
+        attack = attack_instance(attack_info, params, data)
+        judged = evaluate(host, Pairing(data, built, attack, check_threat, m, result.attack, result.defense, evaluation),
+                          replace(settings, n=m))
+        return judged.metrics["robust_accuracy"]
 
     if attack_info.cls.access == Access.WHITE_BOX:
         eps = unbounded_eps(threat.norm, data.plugin.shape)
@@ -116,7 +118,7 @@ def check_run(runner: "Runner", run: "Run", samples: int = CHECK_SAMPLES) -> dic
         found["convergence"] = "not applicable: the attack is not iterative"
 
     kept = [f for f in run.flags or [] if f.get("code") not in CHECK_CODES]
-    runner.store.update_run(
+    arena.store.update_run(
         run.id,
         flags=kept + [f.as_dict() for f in flags],
         provenance={**provenance, "checks": found},

@@ -25,14 +25,15 @@ well (model gradients, one draw), so that the gap between them is on record.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-import torch
-from torch import nn
-
-from .access import Access
+from .levels import Access
 from .errors import InvalidInputError, LateRandomness
 from .integrity import Flag, ModelProbe
+
+if TYPE_CHECKING:  # torch is imported where models are judged: stored evaluations need none of it
+    import torch
+    from torch import nn
 
 #: What ``--evaluation`` accepts: which of a pairing's evaluations to run.
 CHOICES = ("both", "adaptive", "plain")
@@ -156,6 +157,8 @@ def judge(
     twice and :class:`~arena.errors.LateRandomness` is raised if the outputs differ: randomness
     that appears only after the probe is caught on the very batches that are judged.
     """
+    import torch
+
     answers = []
     with torch.no_grad():
         for start in range(0, len(x), batch_size):

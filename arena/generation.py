@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-import traceback
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ArenaError, InvalidInputError, PluginError, RefusedResult
+from . import records
+from .errors import InvalidInputError, PluginError, RefusedResult
 from .generative_metrics import (
     DENSITY_COVERAGE_K,
     FID_BOOTSTRAP,
@@ -33,12 +32,12 @@ from .generative_metrics import (
 )
 from .generator import Generator
 from .images import save_grid
+from .host import Host, LoadedDataset, arena_version
 from .plugins import PluginInfo
-from .provenance import environment, stable_hash
-from .reference import REFERENCE_RECIPE, REFERENCE_SEED, ReferenceClassifier, build_reference
-from .runner import LoadedDataset, Runner, _arena_version, _freeze, _source
-from .store import GenerativeResult, Run
-from .training import fit_classifier
+from .provenance import stable_hash
+from .reference import ReferenceClassifier
+from .store import GenerativeResult, Store
+from .track import Outcome
 
 #: What defines the scores, beyond the reference classifier: part of every generative run's key.
 METRICS = {
@@ -68,25 +67,7 @@ class GenerativeSettings:
     batch_size: int = 256
 
 
-@dataclass
-class GenerativeOutcome:
-    """A stored generative run and whether it was reused from an earlier identical command."""
-
-    run: Run
-    reused: bool
-    generator: str
-
-    @property
-    def ok(self) -> bool:
-        return self.run.status == "ok"
-
-
-@dataclass
-class TrainedGenerator:
-    model: nn.Module
-    key: str
-    sha256: str
-    train_seconds: float | None
+TRACK = "generative"
 
 
 def quantise(x: torch.Tensor, levels: int) -> torch.Tensor:
@@ -94,45 +75,25 @@ def quantise(x: torch.Tensor, levels: int) -> torch.Tensor:
     return (x.clamp(0, 1) * (levels - 1)).round() / (levels - 1)
 
 
-class GenerativeTrack:
-    """Runs generators on a dataset through a :class:`~arena.runner.Runner`'s datasets, model
-    cache, store and device."""
+class GenerativeScorer:
+    """Scores generators on a dataset with the host's datasets and models (the generators and
+    the reference classifier come through :meth:`arena.host.Host.model` like every model)."""
 
-    def __init__(self, runner: Runner) -> None:
-        self.runner = runner
+    def __init__(self, host: Host, store: Store, force: bool = False) -> None:
+        self.host = host
+        self.store = store
+        self.force = force
         self._references: dict[str, ReferenceClassifier] = {}
         self._reference_features: dict[str, np.ndarray] = {}
-        self._models: dict[str, TrainedGenerator] = {}
-        self._failures: dict[str, BaseException] = {}
 
     # -- the reference classifier ---------------------------------------------------------------
 
     def reference(self, data: LoadedDataset) -> ReferenceClassifier:
         """The dataset's reference classifier, trained once with a fixed seed and cached."""
         if data.info.name not in self._references:
-            identity = {
-                "kind": "reference-classifier",
-                "recipe": REFERENCE_RECIPE,
-                "dataset": data.info.name,
-                "dataset_hash": data.content_hash,
-                "seed": REFERENCE_SEED,
-                "arena": _arena_version(),
-            }
-            recipe = {k: v for k, v in REFERENCE_RECIPE.items() if k != "architecture"}
-            device = self.runner.device
-
-            def build() -> nn.Module:
-                torch.manual_seed(REFERENCE_SEED)
-                return build_reference(data.plugin.shape, data.plugin.classes).to(device)
-
-            def train(model: nn.Module) -> Any:
-                return fit_classifier(model, data.splits, seed=REFERENCE_SEED, reporter=self.runner.reporter,
-                                      description=f"training the reference classifier of {data.info.name}", **recipe)
-
-            built = self.runner.cache.get(stable_hash(identity), "reference", data.info.name, build, train, identity)
-            model = _freeze(built.model)
+            built = self.host.reference(data)
             self._references[data.info.name] = ReferenceClassifier.of(
-                model, built.sha256, data.splits.x_test, data.splits.y_test  # type: ignore[arg-type]
+                built.model, built.sha256, data.splits.x_test, data.splits.y_test  # type: ignore[arg-type]
             )
         return self._references[data.info.name]
 
@@ -143,88 +104,49 @@ class GenerativeTrack:
             self._reference_features[data.info.name] = features
         return self._reference_features[data.info.name]
 
-    # -- generator models -----------------------------------------------------------------------
+    # -- plan and jobs --------------------------------------------------------------------------
 
-    def identity(self, info: PluginInfo, overrides: dict[str, Any], data: LoadedDataset,
-                 seed: int) -> tuple[Generator, dict[str, Any], str]:
-        """The generator instance, its resolved hyperparameters and its model key."""
-        return self.runner.model_identity(info, overrides, data, seed)
-
-    def trained(self, info: PluginInfo, overrides: dict[str, Any], data: LoadedDataset, seed: int) -> TrainedGenerator:
-        """The trained generator, from the model cache when a verified checkpoint exists."""
-        generator, params, key = self.identity(info, overrides, data, seed)
-        if key in self._failures:
-            raise self._failures[key]
-        if key not in self._models:
-            ctx = self.runner._context(data, seed, f"{info.name} on {data.info.name}")
-            device = self.runner.device
-
-            def build() -> nn.Module:
-                torch.manual_seed(seed)
-                model = generator.build(data.plugin, ctx)
-                if not isinstance(model, nn.Module):
-                    raise PluginError(f"generator {info.name!r} build() returned {type(model).__name__}, not an nn.Module")
-                return model.to(device)
-
-            def train(model: nn.Module) -> Any:
-                torch.manual_seed(seed)
-                return generator.train(model, ctx)
-
-            meta = {"generator": info.name, "source": _source(info), "params": params, "dataset": data.info.name,
-                    "seed": seed}
-            try:
-                built = self.runner.cache.get(key, "generator", info.name, build, train, meta)
-            except Exception as exc:
-                self._failures[key] = exc
-                raise
-            self._models[key] = TrainedGenerator(_freeze(built.model), key, built.sha256, built.train_seconds)
-        return self._models[key]
-
-    # -- the track ------------------------------------------------------------------------------
-
-    def run(self, dataset: str, generators: list[str], settings: GenerativeSettings = GenerativeSettings(),
-            params: dict[str, dict[str, Any]] | None = None) -> list[GenerativeOutcome]:
-        """Score every named generator (``all`` for every installed one) on ``dataset``."""
-        params = params or {}
+    def check(self, settings: GenerativeSettings, infos: list[PluginInfo], data: LoadedDataset,
+              params: dict[str, dict[str, Any]]) -> None:
+        """Refuse bad settings and hyperparameters before any work."""
         if settings.samples < 2:
             raise InvalidInputError("--samples must be at least 2 (FID needs a covariance)")
         if settings.batch_size < 1:
             raise InvalidInputError("--batch-size must be at least 1")
-        infos = self.runner.registry.resolve("generator", generators)
         for info in infos:  # bad hyperparameters fail before any work
             info.create(params.get(info.name))
-        data = self.runner.dataset(dataset)
         for info in infos:  # and so do values the dataset decides, before any training
-            self.identity(info, params.get(info.name, {}), data, settings.seed)
-        return [self._generator_run(data, info, settings, params.get(info.name, {})) for info in infos]
+            self.host.model_identity(info, params.get(info.name, {}), data, settings.seed)
 
-    def _generator_run(self, data: LoadedDataset, info: PluginInfo, settings: GenerativeSettings,
-                       overrides: dict[str, Any]) -> GenerativeOutcome:
-        started = time.perf_counter()
-        generator, gen_params, model_key = self.identity(info, overrides, data, settings.seed)
-        reference = self.reference(data)
-        # The identity without the generator's code (its hash is the run's lineage); the model key
-        # in the run's key adds it.
+    def identity(self, info: PluginInfo, overrides: dict[str, Any], data: LoadedDataset,
+                 settings: GenerativeSettings, classifier_sha256: str) -> tuple[str, str, str]:
+        """The run key, its lineage and the generator's model key. The identity without the
+        generator's code hashes to the lineage; the model key in the run's key adds it."""
+        _, _, model_key = self.host.model_identity(info, overrides, data, settings.seed)
         identity = {
-            "track": "generative",
-            "model_key": self.runner.lineage(model_key),
+            "track": TRACK,
+            "model_key": self.host.lineage(model_key),
             "samples": settings.samples,
             "batch_size": settings.batch_size,
             "seed": settings.seed,
-            "classifier_sha256": reference.sha256,
+            "classifier_sha256": classifier_sha256,
             "metrics": METRICS,
-            "arena": _arena_version(),
+            "arena": arena_version(),
         }
-        key = stable_hash({**identity, "model_key": model_key})
-        if not self.runner.force:
-            existing = self.runner.store.find_run(key)
-            if existing is not None:
-                return GenerativeOutcome(existing, True, info.name)
+        return stable_hash({**identity, "model_key": model_key}), stable_hash(identity), model_key
 
-        device = self.runner.device
-        run = Run(key=key, track="generative", created_at=datetime.now(timezone.utc), dataset=data.info.name,
-                  dataset_hash=data.content_hash, seed=settings.seed, n=settings.samples, device=str(device),
-                  flags=[], artifacts={}, lineage=stable_hash(identity))
+    def run(self, data: LoadedDataset, info: PluginInfo, settings: GenerativeSettings,
+            overrides: dict[str, Any]) -> Outcome:
+        """Train (or load) one generator, score it and store its run."""
+        started = time.perf_counter()
+        generator, gen_params, _ = self.host.model_identity(info, overrides, data, settings.seed)
+        reference = self.reference(data)
+        key, lineage, model_key = self.identity(info, overrides, data, settings, reference.sha256)
+        if (existing := records.reused(self.store, key, self.force, info.name, generator=info.name)) is not None:
+            return existing
+        device = self.host.device
+        run = records.new_run(key, TRACK, data, settings.seed, settings.samples, device)
+        run.lineage = lineage
         result = GenerativeResult(
             generator=info.name, generator_package=info.source.package, generator_version=info.source.version,
             generator_params=gen_params, model_key=model_key, likelihood_kind=generator.likelihood, likelihoods={},
@@ -233,38 +155,24 @@ class GenerativeTrack:
             classifier_accuracy=reference.test_accuracy,
         )
         run.generative = result
-        run.provenance = {
-            **environment(device),
-            "seed": settings.seed,
-            "batch_size": settings.batch_size,
-            "dataset_hash": data.content_hash,
-            "checkpoint_sha256": None,
-            "classifier_sha256": reference.sha256,
-            "metrics": METRICS,
-            "plugins": {"dataset": _source(data.info), "generator": _source(info)},
-        }
+        run.provenance = records.provenance(device, data, {"generator": info}, seed=settings.seed,
+                                            batch_size=settings.batch_size, classifier_sha256=reference.sha256,
+                                            metrics=METRICS)
         try:
-            trained = self.trained(info, overrides, data, settings.seed)
+            trained = self.host.plugin_model(info, overrides, data, settings.seed)
             run.provenance["checkpoint_sha256"] = trained.sha256
-            result.train_seconds = trained.train_seconds
+            result.train_seconds = trained.recorded_train_seconds
             scores, artifacts = self._score(data, generator, trained.model, reference, settings,
-                                            self.runner.artifact_stem(run))
-        except RefusedResult as exc:
-            run.status, run.error = "refused", f"{info.name}: {exc}"
-        except ArenaError as exc:
-            run.status, run.error = "error", f"generator {info.name}: {exc}"
+                                            records.artifact_stem(run, self.force))
         except Exception as exc:  # a plugin that raises fails only its own run
-            run.status = "error"
-            run.error = (f"generator {info.name} ({info.source}) raised {type(exc).__name__}: {exc}\n"
-                         + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+            records.record_failure(run, exc, info)
         else:
             run.status = "ok"
             run.artifacts = {name: str(path) for name, path in artifacts.items()}
             for name, value in scores.items():
                 setattr(result, name, value)
         run.duration_s = time.perf_counter() - started
-        stored = self.runner.store.save_run(run, replace=self.runner.force)
-        return GenerativeOutcome(stored, stored is not run, info.name)
+        return records.save(self.store, run, self.force, info.name, generator=info.name)
 
     def _score(self, data: LoadedDataset, generator: Generator, model: nn.Module, reference: ReferenceClassifier,
                settings: GenerativeSettings, stem: str) -> tuple[dict[str, Any], dict[str, Path]]:
@@ -277,7 +185,7 @@ class GenerativeTrack:
         features, probabilities = reference.embed(samples)
         quality = sample_quality(self.reference_features(data), features, probabilities, settings.seed)
         scores.update(vars(quality))
-        runs = self.runner.home / "runs"
+        runs = self.host.home / "runs"
         artifacts = {"samples": save_grid(samples[:GRID_SAMPLES], GRID_COLUMNS, runs / f"{stem}-samples.png")}
         if generator.completes():
             artifacts["completions"] = self._completions(data, generator, model, settings, runs / f"{stem}-completions.png")
@@ -313,12 +221,12 @@ class GenerativeTrack:
         torch.manual_seed(settings.seed)
         batches = []
         total = settings.samples
-        with torch.no_grad(), self.runner.reporter.task(f"sampling {generator.name}", total=total) as advance:
+        with torch.no_grad(), self.host.reporter.task(f"sampling {generator.name}", total=total) as advance:
             for start in range(0, total, settings.batch_size):
                 n = min(settings.batch_size, total - start)
                 batches.append(_checked_images(generator.sample(model, n, random), n, data.plugin.shape))
                 advance(n)
-        return quantise(torch.cat(batches).to(self.runner.device), data.plugin.levels)
+        return quantise(torch.cat(batches).to(self.host.device), data.plugin.levels)
 
     def _completions(self, data: LoadedDataset, generator: Generator, model: nn.Module,
                      settings: GenerativeSettings, path: Path) -> Path:

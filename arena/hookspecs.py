@@ -29,5 +29,12 @@ def register_datasets(register):
 
 
 @hookspec
+def register_tracks(register):
+    """Register tracks (kinds of evaluation): call ``register(TrackClass)`` once per
+    :class:`arena.Track` subclass. Name the entry point ``track.NAME`` so that the commands that
+    only read results find the track without loading every plugin (see :mod:`arena.plugins`)."""
+
+
+@hookspec
 def register_commands(cli):
     """Add commands to the ``arena`` CLI: ``cli`` is its :class:`click.Group`."""

@@ -30,11 +30,11 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Mapping
 
-import torch
-import torch.nn.functional as F
-from torch import nn
+from typing import TYPE_CHECKING
 
-from .transforms import nondifferentiable_transforms, straight_through
+if TYPE_CHECKING:  # torch is imported where a model is probed: reading flags needs none of it
+    import torch
+    from torch import nn
 
 SEVERITIES = ("info", "warning")
 
@@ -79,6 +79,16 @@ class ModelProbe:
     #: Outputs that changed between identical passes only after this probe, while the host judged.
     randomized_late: bool = False
 
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "nondifferentiable": list(self.nondifferentiable)}
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> "ModelProbe":
+        """The probe :meth:`as_dict` wrote (as the model cache records it)."""
+        fields = {name: record[name] for name in cls.__dataclass_fields__ if name in record}
+        fields["nondifferentiable"] = tuple(fields.get("nondifferentiable") or ())
+        return cls(**fields)
+
     def flags(self, white_box: bool, bpda: bool = False, declared_deterministic: bool = False) -> list[Flag]:
         """Flags for a result obtained with this model (``bpda``: the attack saw BPDA gradients;
         ``declared_deterministic``: the defense class says ``deterministic = True``)."""
@@ -118,6 +128,10 @@ def probe_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> ModelProb
     """Two identical forward passes, the output's shape, and the input gradients (plain, and
     through BPDA where the model has non-differentiable transforms), on up to
     :data:`PROBE_SAMPLES` points."""
+    import torch
+
+    from .transforms import nondifferentiable_transforms, straight_through
+
     x, y = x[:PROBE_SAMPLES], y[:PROBE_SAMPLES]
     with torch.no_grad():
         first, second = model(x), model(x)
@@ -137,6 +151,8 @@ def probe_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> ModelProb
 
 def fingerprint(model: nn.Module) -> str:
     """SHA-256 of every parameter and buffer of ``model`` (names, dtypes, shapes and bytes)."""
+    import torch
+
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict(keep_vars=False).items()):
         value = tensor.detach().cpu().contiguous()
@@ -160,6 +176,9 @@ def frozen_state_problems(model: nn.Module, expected_fingerprint: str) -> list[s
 
 def _zero_gradient_fraction(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """The fraction of samples whose cross-entropy input gradient is exactly zero."""
+    import torch
+    import torch.nn.functional as F
+
     with torch.enable_grad():
         inputs = x.detach().clone().requires_grad_(True)
         loss = F.cross_entropy(model(inputs), y, reduction="sum")

@@ -116,7 +116,7 @@ def _start_method() -> str:
 
 _context: Any = None
 #: Modules the fork server imports once, so that no worker pays for them.
-PRELOAD = ["arena.isolation", "arena.cli", "arena.runner"]
+PRELOAD = ["arena.isolation", "arena.judging", "arena.pairings"]
 
 
 def context() -> Any:

@@ -1,5 +1,12 @@
 """Plugin loading: entry points of group ``arena``, one at a time, into a validated registry.
 
+Tracks (:class:`arena.Track`) are registered the same way, through ``register_tracks``. An
+entry point named ``track.NAME`` is one the commands that only read results load on their own
+(:func:`load_tracks`), without importing any other plugin module; its module must therefore
+import neither torch nor plugin modules at import time. A track registered from another entry
+point still works: those commands load every entry point when the store holds a track they do
+not know.
+
 Built-in plugins are ordinary entry points of the ``arena-bench`` distribution. Each entry point
 is loaded on its own, so a package that fails to import is reported (with its name, version and
 error) while every other plugin still works. ``ARENA_LOAD_PLUGINS`` names the third-party
@@ -20,23 +27,31 @@ from typing import Any, Iterable
 
 import pluggy
 
+from typing import TYPE_CHECKING
+
 from . import hookspecs
-from .attack import Attack
-from .base import Plugin
-from .dataset import Dataset
-from .defense import Defense
 from .errors import ArenaError, PluginError, UnknownPluginError
-from .generator import Generator
 from .text import has_controls
+
+if TYPE_CHECKING:
+    from .base import Plugin
+    from .track import Track
 
 ENTRY_POINT_GROUP = "arena"
 DISTRIBUTION = "arena-bench"
-KINDS: dict[str, type[Plugin]] = {
-    "attack": Attack,
-    "defense": Defense,
-    "generator": Generator,
-    "dataset": Dataset,
-}
+KINDS = ("attack", "defense", "generator", "dataset")
+#: The prefix of entry-point names that register tracks only (loaded by every command).
+TRACK_ENTRY_PREFIX = "track."
+
+
+def _base(kind: str) -> type[Plugin]:
+    """The base class plugins of ``kind`` subclass (imported on first use: it imports torch)."""
+    from .attack import Attack
+    from .dataset import Dataset
+    from .defense import Defense
+    from .generator import Generator
+
+    return {"attack": Attack, "defense": Defense, "generator": Generator, "dataset": Dataset}[kind]
 _HOOKS = {
     "attack": "register_attacks",
     "defense": "register_defenses",
@@ -125,6 +140,36 @@ class Registry:
     skipped: list[Source] = field(default_factory=list)
     #: What the user should know about the selection: names in it that match no installed package.
     warnings: list[str] = field(default_factory=list)
+    #: Registered tracks by name (instances).
+    tracks: dict[str, Track] = field(default_factory=dict)
+    #: Whether only the ``track.*`` entry points were loaded (:func:`load_tracks`).
+    tracks_only: bool = False
+
+    def track(self, name: str) -> Track:
+        """The track ``name``; a clear error for an unknown one."""
+        try:
+            return self.tracks[name]
+        except KeyError:
+            known = ", ".join(sorted(self.tracks)) or "none"
+            raise UnknownPluginError(f"unknown track {name!r} (registered: {known}){self.selection_hint()}") from None
+
+    def add_track(self, cls: Any, source: Source) -> None:
+        from .track import Track
+
+        if not (isinstance(cls, type) and issubclass(cls, Track)):
+            raise PluginError(f"register_tracks got {cls!r}, which is not a subclass of arena.Track")
+        name = getattr(cls, "name", "")
+        if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9-]{0,15}", name):
+            raise PluginError(f"track {cls.__qualname__} has name {name!r}: use 1-16 lower-case letters, digits and "
+                              "dashes, starting with a letter")
+        existing = self.tracks.get(name)
+        if existing is not None and type(existing) is not cls:
+            raise PluginError(f"track {name!r} from {source} duplicates one already registered")
+        boards = [board for track in self.tracks.values() if track.name != name for board in track.board_names()]
+        clash = sorted(set(cls.board_names()) & set(boards))
+        if clash:
+            raise PluginError(f"track {name!r} from {source} names leaderboard tracks {clash} of another track")
+        self.tracks[name] = cls()
 
     def names(self, kind: str) -> list[str]:
         return sorted(self.plugins[kind])
@@ -169,7 +214,7 @@ class Registry:
         return result
 
     def add(self, kind: str, cls: Any, source: Source) -> None:
-        base = KINDS[kind]
+        base = _base(kind)
         if not (isinstance(cls, type) and issubclass(cls, base)):
             raise PluginError(f"{_HOOKS[kind]} got {cls!r}, which is not a subclass of arena.{base.__name__}")
         if cls.kind != kind:
@@ -243,11 +288,12 @@ def _entry_points() -> list[metadata.EntryPoint]:
     return unique
 
 
-def load_registry(extra: Iterable[tuple[object, Source]] = ()) -> Registry:
-    """Load every selected entry point (and ``extra`` plugin objects) into a new registry."""
+def load_registry(extra: Iterable[tuple[object, Source]] = (), tracks_only: bool = False) -> Registry:
+    """Load every selected entry point (and ``extra`` plugin objects) into a new registry;
+    with ``tracks_only``, only the ``track.*`` entry points (:func:`load_tracks`)."""
     manager = pluggy.PluginManager(ENTRY_POINT_GROUP)
     manager.add_hookspecs(hookspecs)
-    registry = Registry(manager=manager)
+    registry = Registry(manager=manager, tracks_only=tracks_only)
     selected = _selected_packages()
     sources: dict[int, Source] = {}
     entry_points = _entry_points()
@@ -256,6 +302,8 @@ def load_registry(extra: Iterable[tuple[object, Source]] = ()) -> Registry:
         registry.warnings = _selection_warnings(selected, entry_points)
 
     for ep in entry_points:
+        if tracks_only and not ep.name.startswith(TRACK_ENTRY_PREFIX):
+            continue
         dist = ep.dist
         source = Source(dist.name if dist else "unknown", dist.version if dist else "", ep.name)
         if not source.builtin and selected is not None and _normalize(source.package) not in selected:
@@ -280,13 +328,14 @@ def load_registry(extra: Iterable[tuple[object, Source]] = ()) -> Registry:
         registry.problems.append(_problem(bad, PluginError(f"unknown hook: {exc}")))
         manager.unregister(exc.plugin)
 
-    for kind, hook in _HOOKS.items():
+    hooks = {"track": "register_tracks"} if tracks_only else {**_HOOKS, "track": "register_tracks"}
+    for kind, hook in hooks.items():
         for impl in getattr(manager.hook, hook).get_hookimpls():
             source = sources.get(id(impl.plugin), Source("unknown", ""))
 
             def register(cls: Any, _kind: str = kind, _source: Source = source) -> None:
                 try:
-                    registry.add(_kind, cls, _source)
+                    registry.add_track(cls, _source) if _kind == "track" else registry.add(_kind, cls, _source)
                 except ArenaError as exc:
                     registry.problems.append(_problem(_source, exc))
 
@@ -309,6 +358,7 @@ def _problem(source: Source, exc: BaseException) -> LoadProblem:
 
 
 _REGISTRY: Registry | None = None
+_TRACKS: Registry | None = None
 
 
 def get_registry() -> Registry:
@@ -319,7 +369,21 @@ def get_registry() -> Registry:
     return _REGISTRY
 
 
+def load_tracks(needed: Iterable[str] = ()) -> Registry:
+    """The registered tracks, loading only the ``track.*`` entry points (no plugin module, no
+    torch); every entry point when that leaves one of ``needed`` (track names, e.g. those in
+    the store) unknown, or when the full registry is loaded already."""
+    global _TRACKS
+    if _REGISTRY is not None:
+        return _REGISTRY
+    if _TRACKS is None:
+        _TRACKS = load_registry(tracks_only=True)
+    if set(needed) - set(_TRACKS.tracks):
+        return get_registry()
+    return _TRACKS
+
+
 def set_registry(registry: Registry | None) -> None:
     """Replace (or with ``None``, reset) the process-wide registry; for tests and embedding."""
-    global _REGISTRY
-    _REGISTRY = registry
+    global _REGISTRY, _TRACKS
+    _REGISTRY, _TRACKS = registry, None

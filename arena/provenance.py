@@ -13,9 +13,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import torch
+from typing import TYPE_CHECKING
 
 import arena
+
+if TYPE_CHECKING:
+    import torch
 
 
 def stable_hash(value: Any) -> str:
@@ -98,6 +101,8 @@ def git_revision() -> str | None:
 
 
 def device_name(device: torch.device) -> str:
+    import torch
+
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return platform.processor() or platform.machine()
@@ -105,6 +110,8 @@ def device_name(device: torch.device) -> str:
 
 def environment(device: torch.device) -> dict[str, Any]:
     """Versions and settings that can change a result."""
+    import torch
+
     return {
         "arena_version": arena.__version__,
         "git_revision": git_revision(),

@@ -37,6 +37,21 @@ def _defaults(registry: Registry | None, kind: str, name: str) -> dict[str, Any]
         return None
 
 
+def _recorded_defaults(run: Any, role: str) -> dict[str, Any] | None:
+    """The plugin's defaults as the run recorded them (runs stored since schema 0006 do)."""
+    provenance = run.provenance if isinstance(run.provenance, dict) else {}
+    recorded = provenance.get("plugin_defaults")
+    defaults = recorded.get(role) if isinstance(recorded, dict) else None
+    return defaults if isinstance(defaults, dict) else None
+
+
+def _label(run: Any, role: str, name: str, params: dict[str, Any], defaults: Any) -> str:
+    """``plugin_label`` against the defaults the run recorded, else those ``defaults(kind, name)``
+    looks up (the installed plugin)."""
+    recorded = _recorded_defaults(run, role)
+    return plugin_label(name, params, recorded if recorded is not None else defaults(role, name))
+
+
 def _run_head(run: Run) -> dict[str, Any]:
     """The fields every flat record starts with: which run, on what data."""
     return {
@@ -74,7 +89,7 @@ def robustness_row(run: Run, registry: Registry | None = None, defaults: Any = N
     # keeps a label of its own, so it is compared with fast-path results only and never
     # replaces a float32 one on the leaderboard.
     fast = bool((run.provenance or {}).get("fast")) if isinstance(run.provenance, dict) else False
-    attack_label = plugin_label(result.attack, result.attack_params, defaults("attack", result.attack))
+    attack_label = _label(run, "attack", result.attack, result.attack_params, defaults)
     return {
         **_run_head(run),
         "attack": result.attack,
@@ -85,9 +100,7 @@ def robustness_row(run: Run, registry: Registry | None = None, defaults: Any = N
         "attack_version": result.attack_version,
         "attack_params": result.attack_params,
         "defense": result.defense,
-        "defense_label": plugin_label(
-            result.defense, result.defense_params, defaults("defense", result.defense)
-        ),
+        "defense_label": _label(run, "defense", result.defense, result.defense_params, defaults),
         "defense_key": result.defense_key,
         "defense_package": result.defense_package,
         "defense_version": result.defense_version,
@@ -122,6 +135,7 @@ def robustness_rows(
     norm: str | None = None,
     eps: tuple[float, ...] = (),
     history: bool = False,
+    defaults: Any = None,
 ) -> list[dict[str, Any]]:
     """Every current robustness run (of ``dataset``, ``norm`` and any of ``eps`` where given) as
     a flat row, oldest first; with ``history``, the runs they superseded too.
@@ -147,7 +161,7 @@ def robustness_rows(
         query = query.where(results.c.norm == norm)
     if eps:  # within a relative 1e-9, as the leaderboard's filters compare
         query = query.where(or_(*(results.c.eps.between(e - 1e-9 * abs(e), e + 1e-9 * abs(e)) for e in eps)))
-    defaults = functools.lru_cache(maxsize=None)(functools.partial(_defaults, registry))
+    defaults = functools.lru_cache(maxsize=None)(defaults or functools.partial(_defaults, registry))
     result_fields = {c.name for c in results.columns}
     rows = []
     names = list(query.selected_columns.keys())
@@ -183,17 +197,16 @@ def evaluations_of_pairing(store: Store, run: Run) -> list[Run]:
     return same
 
 
-def generative_row(run: Run, registry: Registry | None = None) -> dict[str, Any]:
+def generative_row(run: Run, registry: Registry | None = None, defaults: Any = None) -> dict[str, Any]:
     """One flat record of a generative run."""
+    defaults = defaults or functools.partial(_defaults, registry)
     result = run.generative
     if result is None:
         raise ValueError(f"run {run.id} has no generative result")
     return {
         **_run_head(run),
         "generator": result.generator,
-        "generator_label": plugin_label(
-            result.generator, result.generator_params, _defaults(registry, "generator", result.generator)
-        ),
+        "generator_label": _label(run, "generator", result.generator, result.generator_params, defaults),
         "generator_package": result.generator_package,
         "generator_version": result.generator_version,
         "generator_params": result.generator_params,
@@ -234,5 +247,20 @@ def generative_rows(
 
 
 def result_row(run: Run, registry: Registry | None = None) -> dict[str, Any]:
-    """The flat record of a run of either track."""
+    """The flat record of a run of either built-in track."""
     return generative_row(run, registry) if run.track == "generative" else robustness_row(run, registry)
+
+
+def track_row(run: Run) -> dict[str, Any]:
+    """The flat record of a run of a track that stores a :class:`arena.store.TrackResult`."""
+    result = run.result
+    subject = dict(result.subject or {}) if result is not None else {}
+    return {
+        **_run_head(run),
+        "subject": subject,
+        "subject_label": str(subject.get("label") or ", ".join(f"{k}={v}" for k, v in subject.items())),
+        "metrics": dict(result.metrics or {}) if result is not None else {},
+        "seed": run.seed,
+        "n": run.n,
+        **_run_tail(run),
+    }

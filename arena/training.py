@@ -69,13 +69,9 @@ class BuildContext:
         return fit_classifier(
             model,
             self.splits,
-            epochs=epochs,
-            lr=lr,
-            batch_size=batch_size,
+            Recipe(epochs, lr, batch_size, weight_decay, lr_schedule),
             seed=self.seed,
             loss=loss,
-            weight_decay=weight_decay,
-            lr_schedule=lr_schedule,
             reporter=self.reporter,
             description=f"training {self.label}".strip(),
             epoch_metrics=epoch_metrics,
@@ -160,20 +156,28 @@ def _status(record: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """How a classifier is optimised: epochs, Adam's learning rate (held constant or following
+    a schedule of :data:`LR_SCHEDULES`), batch size and weight decay."""
+
+    epochs: int
+    lr: float
+    batch_size: int
+    weight_decay: float = 0.0
+    lr_schedule: str = "constant"
+
+
 def fit_classifier(
     model: nn.Module,
     splits: "Splits",
+    recipe: Recipe,
     *,
-    epochs: int,
-    lr: float,
-    batch_size: int,
     seed: int,
     loss: BatchLoss = cross_entropy_loss,
-    weight_decay: float = 0.0,
     reporter: Reporter | None = None,
     description: str = "training",
     epoch_metrics: Callable[[nn.Module], dict[str, float]] | None = None,
-    lr_schedule: str = "constant",
 ) -> list[dict[str, Any]]:
     """Mini-batch Adam on the training split, shuffled by a generator seeded with ``seed``, with
     the learning rate ``lr`` held constant or following a schedule of :data:`LR_SCHEDULES`
@@ -185,6 +189,7 @@ def fit_classifier(
     seconds, does not depend on the machine's load), plus whatever ``epoch_metrics(model)`` adds
     (robust accuracy, say); the progress bar shows the accuracies as they come.
     """
+    epochs, lr, batch_size, lr_schedule = recipe.epochs, recipe.lr, recipe.batch_size, recipe.lr_schedule
     if lr_schedule not in LR_SCHEDULES:
         raise InvalidInputError(f"unknown learning-rate schedule {lr_schedule!r}: use one of {', '.join(LR_SCHEDULES)}")
     if epochs < 1 or batch_size < 1 or not lr > 0:
@@ -193,7 +198,7 @@ def fit_classifier(
     reporter = reporter or quiet()
     x, y = splits.x_train, splits.y_train
     shuffle = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=recipe.weight_decay)
     total_steps = max(1, epochs * -(-len(x) // batch_size))
     factor = LR_SCHEDULES[lr_schedule]
     # Step k trains at the schedule's value halfway through it, so no step runs at a rate of 0.

@@ -26,9 +26,8 @@ from arena import ThreatModel, WhiteBox
 from arena.access import ScoreOracle
 from arena.config import home
 from arena.fast import FastModel, tf32_matmul
-from arena.plugins import get_registry
-from arena.runner import Runner, resolve_device
-from arena.store import open_store
+from arena import Arena
+from arena.host import resolve_device
 from arena_plugins.attacks.apgd import APGD
 from arena_plugins.attacks.fgsm import FGSM
 from arena_plugins.attacks.pgd import PGD
@@ -38,10 +37,9 @@ PGD_STEPS, APGD_STEPS, SQUARE_QUERIES = 10, 20, 100
 
 
 def standard_model(dataset: str, device: torch.device):
-    registry = get_registry()
-    runner = Runner(open_store(f"sqlite:///{home() / 'bench.db'}"), registry, home(), device)
-    data = runner.dataset(dataset)
-    model = runner.defense_model(registry.get("defense", "standard"), {}, data, seed=0).model
+    bench = Arena(db=f"sqlite:///{home() / 'bench.db'}", device=str(device))
+    data = bench.host.dataset(dataset)
+    model = bench.host.plugin_model(bench.registry.get("defense", "standard"), {}, data, seed=0).model
     return model, data
 
 

@@ -13,10 +13,7 @@ from __future__ import annotations
 import argparse
 
 from arena.config import home
-from arena.plugins import get_registry
-from arena.runner import Runner, Settings
-from arena.store import open_store
-from arena.threat import ThreatModel
+from arena import Arena, Request
 from arena_plugins.attacks.transfer import FUSIONS
 
 
@@ -34,8 +31,13 @@ def main() -> None:
     surrogates = args.surrogates.split(",")
     if args.target in surrogates:
         parser.error(f"the target architecture {args.target} must be held out of the surrogates")
-    runner = Runner(open_store(args.db or f"sqlite:///{home() / 'bench-transfer.db'}"), get_registry(), home())
-    threat = ThreatModel("linf", args.eps, targeted=True)
+    bench = Arena(db=args.db or f"sqlite:///{home() / 'bench-transfer.db'}")
+
+    def run(attack: str, params: dict):
+        options = {"attacks": [attack], "defenses": ["standard"], "norm": "linf", "eps": [args.eps], "targeted": True}
+        (outcome,) = bench.run(Request(dataset=args.dataset, params=params, options=options))["robustness"]
+        return outcome
+
     target = {"standard": {"architecture": args.target}}
     print(f"{args.dataset}, targeted linf eps {args.eps}, target standard({args.target}), MI-FGSM")
     for schedule in args.schedules.split(","):
@@ -44,12 +46,11 @@ def main() -> None:
         rates = {}
         for surrogate in surrogates:
             params = {**target, "transfer": {"surrogate": surrogate, **step}}
-            (outcome,) = runner.robustness(args.dataset, ["transfer"], ["standard"], [threat], Settings(), params)
+            outcome = run("transfer", params)
             rates[f"transfer from {surrogate}"] = outcome.run.robustness.attack_success_rate
         for fusion in FUSIONS:
             params = {**target, "ensemble-transfer": {"surrogates": surrogates, "fusion": fusion, **step}}
-            (outcome,) = runner.robustness(args.dataset, ["ensemble-transfer"], ["standard"], [threat], Settings(),
-                                           params)
+            outcome = run("ensemble-transfer", params)
             label = f"ensemble-transfer ({'+'.join(surrogates)}, {fusion})"
             rates[label] = outcome.run.robustness.attack_success_rate
         print(f"\n{steps} steps of {step['step_size']:g}·eps: targeted success rate")

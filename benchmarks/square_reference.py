@@ -27,10 +27,8 @@ import numpy as np
 import torch
 
 from arena.access import ScoreOracle
-from arena.config import home
-from arena.plugins import get_registry
-from arena.runner import Runner, predict
-from arena.store import open_store
+from arena import Arena
+from arena.judging import predict
 from arena.threat import ThreatModel
 from arena_plugins.attacks.square import Square
 
@@ -88,10 +86,9 @@ def main() -> None:
     if not (args.reference / "attack.py").exists():
         sys.exit(f"--reference {args.reference}: no attack.py there; give a checkout of max-andr/square-attack")
 
-    registry = get_registry()
-    runner = Runner(open_store(f"sqlite:///{Path(tempfile.mkdtemp()) / 'r.db'}"), registry, home())
-    data = runner.dataset(args.dataset)
-    model = runner.defense_model(registry.get("defense", "standard"), {}, data, seed=0).model.cpu()
+    bench = Arena(db=f"sqlite:///{Path(tempfile.mkdtemp()) / 'r.db'}", device="cpu")
+    data = bench.host.dataset(args.dataset)
+    model = bench.host.plugin_model(bench.registry.get("defense", "standard"), {}, data, seed=0).model.cpu()
     x, y = data.splits.x_test.cpu(), data.splits.y_test.cpu()
     classes = data.plugin.classes
     reference_model = ReferenceModel(model)

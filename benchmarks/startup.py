@@ -21,7 +21,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 #: Reports, at exit, whether torch or a plugin module was imported by the command.
 PROBE = (

@@ -11,8 +11,8 @@ import torchattacks
 from arena import ThreatModel, WhiteBox
 from arena.access import LabelOracle, PassCounter, ScoreOracle
 from arena.plugins import get_registry
-from arena.runner import Runner, predict
-from arena.store import open_store
+from arena.host import Host
+from arena.judging import predict
 from arena_plugins.attacks.apgd import APGD, checkpoints
 from arena_plugins.attacks.hopskipjump import HopSkipJump
 from arena_plugins.attacks.mifgsm import MIFGSM
@@ -26,9 +26,9 @@ EPS = 0.2
 def digits(arena_home: Path, tmp_path_factory):
     """The `standard` defense on digits from the session's model cache, and the test split."""
     registry = get_registry()
-    runner = Runner(open_store(f"sqlite:///{tmp_path_factory.mktemp('db') / 'r.db'}"), registry, arena_home)
-    data = runner.dataset("digits")
-    model = runner.defense_model(registry.get("defense", "standard"), {}, data, seed=0).model
+    host = Host(registry, arena_home)
+    data = host.dataset("digits")
+    model = host.plugin_model(registry.get("defense", "standard"), {}, data, seed=0).model
     return model, data.splits.x_test, data.splits.y_test
 
 

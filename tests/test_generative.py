@@ -36,11 +36,11 @@ from click.testing import CliRunner
 from filelock import FileLock
 
 from arena.cli import cli
-from arena.generation import GenerativeTrack, quantise
+from arena.generation import GenerativeScorer, quantise
 from arena.generative_metrics import fid
 from arena.plugins import load_registry
 from arena.progress import quiet
-from arena.runner import Runner
+from arena.host import Host
 from arena.store import open_store
 
 AUTOREGRESSIVE = ("image-transformer", "pixelcnn", "pixelrnn")
@@ -93,9 +93,9 @@ def generative(arena_home):
 def reference(arena_home, tmp_path_factory):
     """The digits reference classifier and its features of the training split (from the cache)."""
     store = open_store(f"sqlite:///{tmp_path_factory.mktemp('ref') / 'r.db'}")
-    runner = Runner(store, load_registry(), arena_home, reporter=quiet())
-    track = GenerativeTrack(runner)
-    data = runner.dataset("digits")
+    host = Host(load_registry(), arena_home, reporter=quiet())
+    track = GenerativeScorer(host, store)
+    data = host.dataset("digits")
     return track.reference(data), track.reference_features(data), data
 
 

@@ -13,7 +13,7 @@ import arena
 from arena.errors import InvalidInputError, PluginError
 from arena.models import ARCHITECTURES
 from arena.plugins import Source, load_registry, set_registry
-from arena.runner import Runner
+from arena.host import Host
 
 
 class DeepFool(arena.Attack):
@@ -74,13 +74,13 @@ def no_work(tmp_path, monkeypatch):
     home = tmp_path / "home"
     monkeypatch.setenv("ARENA_HOME", str(home))
     loads = []
-    original = Runner.dataset
+    original = Host.dataset
 
     def dataset(self, name):
         loads.append(name)
         return original(self, name)
 
-    monkeypatch.setattr(Runner, "dataset", dataset)
+    monkeypatch.setattr(Host, "dataset", dataset)
     return home, loads
 
 

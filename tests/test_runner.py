@@ -10,7 +10,8 @@ import torch
 
 from arena.cache import ModelCache
 from arena.progress import Reporter
-from arena.runner import choose_targets, resolve_device
+from arena.host import resolve_device
+from arena.judging import choose_targets
 from arena_plugins.datasets.digits import Digits
 from arena_plugins.datasets.mnist5k import Mnist5k
 from arena_leaderboard import robustness_boards

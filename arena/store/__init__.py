@@ -25,17 +25,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event, inspect, select, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import StoreError
-from .schema import GenerativeResult, RobustnessResult, Run, Sample
+from .schema import GenerativeResult, RobustnessResult, Run, Sample, TrackResult
 from .values import Undecodable, undecodable
 
 __all__ = [
@@ -45,6 +41,7 @@ __all__ = [
     "Sample",
     "Scan",
     "Store",
+    "TrackResult",
     "UnreadableRun",
     "integrity_check",
     "open_store",
@@ -88,15 +85,31 @@ def check_provenance(provenance: dict | None) -> None:
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-def _alembic_config() -> Config:
+#: The newest schema revision (a test checks it against the migrations): a database already
+#: there is opened without importing alembic.
+HEAD_REVISION = "0006"
+
+
+def _alembic_config() -> Any:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
     return config
 
 
 def head_revision() -> str:
-    """The newest schema revision this version of Arena writes."""
+    """The head of the migration scripts (imports alembic)."""
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+
+
+def _current_revision(connection: Any) -> str | None:
+    """The schema revision a database is at (None: no Arena schema), read directly."""
+    if "alembic_version" not in set(inspect(connection).get_table_names()):
+        return None
+    return connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
 
 
 class UnreadableRun(StoreError):
@@ -288,10 +301,13 @@ class Store:
 
     def _upgrade(self, connection: Any, path: Path | None) -> None:
         """Migrate to the newest schema, in the caller's transaction."""
-        head = head_revision()
-        current = MigrationContext.configure(connection).get_current_revision()
-        if current == head:
+        current = _current_revision(connection)
+        if current == HEAD_REVISION:
             return
+        from alembic import command
+        from alembic.script import ScriptDirectory
+
+        head = head_revision()
         tables = set(inspect(connection).get_table_names())
         if current is None and tables - {"alembic_version"}:
             raise StoreError(
@@ -383,7 +399,7 @@ class Store:
         """The column values of a loaded run and of the results (and samples) loaded with it."""
         values = {column.key: getattr(run, column.key) for column in Run.__mapper__.column_attrs}
         state = inspect(run)
-        for name in ("robustness", "generative"):
+        for name in ("robustness", "generative", "result"):
             child = None if name in state.unloaded else getattr(run, name)
             if child is not None:
                 values.update({column.key: getattr(child, column.key) for column in child.__mapper__.column_attrs})
@@ -502,6 +518,11 @@ class Store:
         with self.session() as session:
             loaded = list(session.scalars(query).unique())
         return [run for run in loaded if self._admit(run)]
+
+    def tracks(self) -> list[str]:
+        """The names of the tracks the stored runs belong to."""
+        with self.session() as session:
+            return sorted(name for (name,) in session.execute(select(Run.track).distinct()) if isinstance(name, str))
 
     def sample_outcomes(self, run_ids: list[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """``{run_id: (test-point indices, robust)}`` for the given runs, as arrays.

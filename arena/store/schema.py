@@ -67,6 +67,10 @@ class Run(Base):
     generative: Mapped["GenerativeResult | None"] = relationship(
         back_populates="run", cascade="all, delete-orphan", uselist=False, lazy="joined"
     )
+    #: The result of a track that keeps no table of its own (:class:`TrackResult`).
+    result: Mapped["TrackResult | None"] = relationship(
+        back_populates="run", cascade="all, delete-orphan", uselist=False, lazy="joined"
+    )
     samples: Mapped[list["Sample"]] = relationship(
         back_populates="run", cascade="all, delete-orphan", order_by="Sample.index"
     )
@@ -207,3 +211,18 @@ class GenerativeResult(Base):
         Index("ix_generative_classifier", "classifier_sha256"),
         Index("ix_generative_model_key", "model_key"),
     )
+
+
+class TrackResult(Base):
+    """The result of a run of a track registered through ``register_tracks`` that keeps no
+    table of its own (schema 0006): what was evaluated (``subject``: plugins, model keys, their
+    settings) and what was measured (``metrics``: numbers, or small JSON values), as the track
+    defines them. The track reads them back through its ``row``."""
+
+    __tablename__ = "track_results"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    subject: Mapped[dict[str, Any]] = mapped_column(CheckedJSON(dict))
+    metrics: Mapped[dict[str, Any]] = mapped_column(CheckedJSON(dict))
+
+    run: Mapped[Run] = relationship(back_populates="result")

@@ -1,0 +1,152 @@
+"""The one entry object of Arena for the CLI, scripts, benchmarks and tests::
+
+    import arena
+
+    with arena.Arena(home="~/arena", db="sqlite:///results.db", device="auto") as bench:
+        request = arena.Request(dataset="digits", options={"attacks": ["fgsm"], "defenses": ["standard"]})
+        outcomes = bench.run(request)
+
+It owns the home folder, the results store, the plugin registry and (once something runs) the
+model host on the chosen device; nothing else re-creates them by hand. Reading results needs
+neither torch nor any plugin: the host and the full registry are made on first use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from .errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from .executor import Executor
+    from .host import Host
+    from .plugins import Registry
+    from .progress import Reporter
+    from .store import Store
+    from .track import Job, Outcome, Request, Track
+
+
+class Arena:
+    """Home, store, registry and model host of one session."""
+
+    def __init__(self, home: str | Path | None = None, db: str | None = None, device: str = "auto",
+                 reporter: Reporter | None = None, force: bool = False, deterministic: bool = False,
+                 warn: Callable[[str], None] | None = None) -> None:
+        from .config import database_url, home as default_home
+
+        self._home = Path(home).expanduser() if home is not None else None
+        self.db_url = database_url(db)
+        self.device_name = device
+        self.reporter = reporter
+        self.force = force
+        self.deterministic = deterministic
+        self._warn = warn
+        self._default_home = default_home
+        self._store: Store | None = None
+        self._host: Host | None = None
+        self._registry: Registry | None = None
+        self._cached: dict[str, Any] = {}
+        self._seed_applied: int | None = None
+
+    # -- what the session holds ---------------------------------------------------------------
+
+    @property
+    def home(self) -> Path:
+        if self._home is None:
+            self._home = self._default_home()
+        return self._home
+
+    @property
+    def store(self) -> Store:
+        """The results database, opened for writing on first use."""
+        if self._store is None:
+            from .store import open_store
+
+            self._store = open_store(self.db_url, writes=True, warn=self._warn)
+        return self._store
+
+    @property
+    def registry(self) -> Registry:
+        """Every installed plugin and track (imports every plugin module)."""
+        if self._registry is None:
+            from .plugins import get_registry
+
+            self._registry = get_registry()
+        return self._registry
+
+    @property
+    def host(self) -> Host:
+        """The model host on this session's device (imports torch)."""
+        if self._host is None:
+            from .host import Host, resolve_device
+            from .progress import quiet
+
+            self._host = Host(self.registry, self.home, resolve_device(self.device_name), self.reporter or quiet())
+        return self._host
+
+    @property
+    def device(self) -> Any:
+        return self.host.device
+
+    def cached(self, name: str, value: Any = None) -> Any:
+        """A per-session object a track keeps between jobs (set it by passing ``value``)."""
+        if value is not None:
+            self._cached[name] = value
+        return self._cached.get(name)
+
+    def tracks(self, request: Request | None = None) -> list[Track]:
+        """Every registered track in order; with ``request``, those it asks for."""
+        tracks = sorted(self.registry.tracks.values(), key=lambda t: (getattr(t, "order", 100), t.name))
+        return [t for t in tracks if request is None or t.requested(request)]
+
+    # -- plan and run -------------------------------------------------------------------------
+
+    def plan(self, request: Request) -> list[Job]:
+        """The jobs of ``request`` over every track it asks for; nothing is trained or run."""
+        tracks = self.tracks(request)
+        if not tracks:
+            raise InvalidInputError(self.nothing_to_run())
+        for track in tracks:
+            track.check(request)
+        self.request = request
+        return [job for track in tracks for job in track.plan(request, self)]
+
+    def run(self, request: Request, executor: Executor | None = None) -> dict[str, list[Outcome]]:
+        """Plan ``request``, run the plan (in this process by default), finish each track;
+        the outcomes by track."""
+        from .executor import InProcessExecutor
+
+        self.force = self.force or request.force
+        jobs = self.plan(request)
+        outcomes = (executor or InProcessExecutor()).run(jobs, self)
+        by_track: dict[str, list[Outcome]] = {}
+        for track in self.tracks(request):
+            mine = [o for o in outcomes if o.run.track == track.name]
+            by_track[track.name] = track.finish(request, mine, self)
+        return by_track
+
+    def prepare(self, job: Job) -> None:
+        """Before a job: ``--deterministic`` seeds every generator for the job's seed."""
+        seed = (job.spec.get("settings") or {}).get("seed", job.spec.get("seed"))
+        if self.deterministic and seed is not None and seed != self._seed_applied:
+            from .host import make_deterministic
+
+            make_deterministic(seed)
+            self._seed_applied = seed
+
+    def nothing_to_run(self) -> str:
+        hints = [getattr(track, "hint", f"the options of the {track.name} track") for track in self.tracks()]
+        return "nothing to run: pass " + ", or ".join(hints)
+
+    def close(self) -> None:
+        if self._host is not None:
+            from .isolation import release_workers
+
+            release_workers()
+
+    def __enter__(self) -> Arena:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

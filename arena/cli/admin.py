@@ -1,0 +1,186 @@
+"""``arena check``, ``arena db check`` and ``arena plugins``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+from rich import box
+from rich.table import Table
+
+from ..errors import InvalidInputError
+from ..plugins import get_registry
+from ..tables import pct
+from ..text import cell, markup, terminal_safe
+from .common import SEVERITY_WORDS, count, db_option, stdout, warn_selection
+
+
+@click.command()
+@click.argument("run_id", type=int)
+@click.option("--samples", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Evaluation points the checks re-run.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
+@db_option
+def check(run_id, samples, device, db_url) -> None:
+    """Run the costlier integrity checks on a stored result and store what they find.
+
+    A white-box attack given an unbounded budget must reach chance-level accuracy; an iterative
+    attack re-run with twice its steps must not find noticeably more adversarial examples.
+    """
+    from ..checks import check_run
+    from ..progress import Reporter
+    from .common import session, stderr
+
+    with Reporter(stderr) as reporter:
+        arena = session(db_url, device, reporter=reporter)
+        run = arena.store.get_run(run_id)
+        if run is None:
+            raise InvalidInputError(f"no run {run_id} in the database: list them with `arena results`")
+        found = check_run(arena, run, samples)
+    for name in ("unbounded", "convergence"):
+        value = found[name]
+        if isinstance(value, str):
+            stdout.print(f"{name}: {terminal_safe(value)}", highlight=False, markup=False)
+        elif name == "unbounded":
+            stdout.print(f"unbounded: eps {value['eps']:g} leaves {pct(value['robust_accuracy'])} robust accuracy "
+                         f"(chance {pct(value['chance'])}) on {found['samples']} samples", highlight=False)
+        else:
+            stdout.print(f"convergence: {markup(value['parameter'])} {value['steps']} → {2 * value['steps']} "
+                         f"changes robust accuracy {pct(value['robust_accuracy'])} → "
+                         f"{pct(value['robust_accuracy_doubled'])}", highlight=False)
+    if found["flags"]:
+        for flag in found["flags"]:
+            word, colour = SEVERITY_WORDS.get(flag.get("severity"), SEVERITY_WORDS["warning"])
+            stdout.print(f"[{colour}]{word}[/] {markup(flag['code'])}: {markup(flag['message'])}", highlight=False)
+    else:
+        stdout.print("no problems found")
+
+
+@click.group()
+def db() -> None:
+    """Look after the results database."""
+
+
+#: Problems listed per part of `arena db check`; the rest are counted.
+LISTED_PROBLEMS = 50
+
+
+@db.command("check")
+@db_option
+def db_check(db_url) -> None:
+    """Check the results database and the files its runs point to; exit 1 if anything is wrong.
+
+    Runs SQLite's integrity_check over every page (SQLite files only), reads every stored value
+    as Arena decodes it, and reads every examples file and picture. Nothing is changed.
+    """
+    from ..artifacts import UnreadableArtifact, check_artifact
+    from ..config import database_url
+    from ..errors import StoreError
+    from ..store import integrity_check, open_store, shown_url, sqlite_path
+
+    url = database_url(db_url)
+    path = sqlite_path(url)
+    if path is not None and not path.is_file():
+        raise InvalidInputError(f"no database at {path}: pass the --db of an existing one")
+    stdout.print(f"Database: {shown_url(url)}", highlight=False, markup=False, soft_wrap=True)
+    problems = 0
+    if path is not None:
+        found = integrity_check(path)
+        problems += len(found)
+        _report("pages", "SQLite's integrity_check: ok" if not found else
+                f"SQLite's integrity_check found {count(len(found), 'problem')}", found)
+    else:
+        stdout.print("pages: not checked: SQLite's integrity_check is for SQLite files only", highlight=False)
+    try:
+        store = open_store(url, writes=False, warn=lambda message: None)  # the checks below say it all
+    except StoreError as exc:
+        stdout.print(f"rows: not read: {exc}", highlight=False, markup=False, soft_wrap=True)
+        problems += 1
+    else:
+        scan = store.scan()
+        read = ", ".join(f"{count(n, table.replace('_', ' ').removesuffix('s'))}" for table, n in scan.rows.items())
+        summary = (f"{read}: every value readable" if not scan.problems else
+                   f"{read}: {count(len(scan.problems), 'row')} with values that cannot be decoded "
+                   "(every command skips them)")
+        if scan.stopped:
+            summary = f"stopped {scan.stopped}; before that: {summary}"
+            problems += 1
+        _report("rows", summary, scan.problems)
+        problems += len(scan.problems)
+        unreadable = []
+        for run_id, role, file in scan.artifacts:
+            try:
+                check_artifact(file)
+            except UnreadableArtifact as exc:
+                unreadable.append(f"run {run_id}: {role}: {exc}")
+        problems += len(unreadable)
+        _report("files", f"{count(len(scan.artifacts), 'file')} of stored runs: " +
+                ("all readable" if not unreadable else f"{len(unreadable)} missing or unreadable "
+                 "(`arena run ... --force` writes a run's files again)"), unreadable)
+    if problems:
+        stdout.print(f"{count(problems, 'problem')} found", highlight=False)
+        if path is not None:
+            stdout.print(f"Stored rows are never rewritten by Arena: restore a backup of {path} (the store keeps "
+                         f"{path.name}.schema-REV.bak before each migration), or fix the rows listed with sqlite3.",
+                         highlight=False, markup=False, soft_wrap=True)
+        sys.exit(1)
+    stdout.print("no problems found")
+
+
+def _report(part: str, summary: str, problems: list[str]) -> None:
+    stdout.print(f"{part}: {summary}", highlight=False, markup=False, soft_wrap=True)
+    for line in problems[:LISTED_PROBLEMS]:
+        stdout.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
+    if len(problems) > LISTED_PROBLEMS:
+        stdout.print(f"  ... and {len(problems) - LISTED_PROBLEMS:,} more", highlight=False)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--verbose", "-v", is_flag=True, help="Also show each plugin's one-line description.")
+def plugins(as_json, verbose) -> None:
+    """List installed attacks, defenses, generators and datasets, and plugins that failed to load."""
+    registry = get_registry()
+    warn_selection(registry)
+    entries = [info.as_dict() for info in registry.all()]
+    problems = [
+        {"package": p.package, "version": p.version, "entry_point": p.entry_point, "error": p.error}
+        for p in registry.problems
+    ]
+    if as_json:
+        click.echo(json.dumps({"plugins": entries, "problems": problems}, indent=2))
+        return
+    table = Table(title="Plugins", title_justify="left", header_style="bold", box=box.SIMPLE_HEAD)
+    for name in ["kind", "name", "package", "version", "capabilities"] + (["summary"] if verbose else []):
+        table.add_column(name, overflow="fold")
+    for entry in entries:
+        cells = [entry["kind"], entry["name"], entry["package"], entry["version"],
+                 _capabilities(entry["kind"], entry["capabilities"])]
+        table.add_row(*map(cell, cells + ([entry["summary"]] if verbose else [])))
+    stdout.print(table)
+    if problems:
+        broken = Table(title="Plugins that failed to load", title_justify="left", header_style="bold red")
+        for name in ["package", "version", "entry point", "error"]:
+            broken.add_column(name, overflow="fold")
+        for p in problems:
+            broken.add_row(*map(cell, [p["package"], p["version"], p["entry_point"], p["error"]]))
+        stdout.print(broken)
+
+
+def _capabilities(kind: str, caps: dict[str, Any]) -> str:
+    if kind == "attack":
+        return f"{caps['access']}, {'/'.join(caps['norms'])}, {'/'.join(caps['modes'])}"
+    if kind == "defense":
+        return "deterministic" if caps.get("deterministic", True) else "randomized"
+    if kind == "generator":
+        completion = ", completion" if caps.get("completion") else ""
+        return f"likelihood: {caps.get('likelihood') or 'none'}{completion}"
+    if kind == "dataset":
+        threat = caps["default_threat"]
+        return (f"{'x'.join(map(str, caps['shape']))}, {caps['classes']} classes, {caps['levels']} levels, "
+                f"{threat['norm']} {threat['eps']:g}")
+    return ", ".join(f"{k}: {v}" for k, v in caps.items())
+
+

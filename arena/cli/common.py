@@ -1,0 +1,177 @@
+"""What the ``arena`` commands share: consoles, the ``--db`` option, warnings, parsing."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ..console import OutputConsole
+from ..errors import InvalidInputError
+from ..text import markup
+from ..tracks.robustness import parse_eps  # noqa: F401  (the commands' --eps)
+
+if TYPE_CHECKING:
+    from ..app import Arena
+    from ..plugins import Registry
+
+#: The consoles every command prints to: ``arena.cli.stdout`` and ``arena.cli.stderr`` (set
+#: them there to capture or widen the output; the names below follow them).
+STDOUT = OutputConsole(soft_wrap=False)
+STDERR = OutputConsole(stderr=True)
+
+
+class _Console:
+    """Stands for ``arena.cli.<name>`` wherever a command prints."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attribute: str) -> Any:
+        import sys
+
+        return getattr(getattr(sys.modules["arena.cli"], self._name), attribute)
+
+
+stdout = _Console("stdout")
+stderr = _Console("stderr")
+
+db_option = click.option(
+    "--db", "db_url", metavar="URL", default=None,
+    help="SQLAlchemy URL or SQLite file of the results database (default: $ARENA_DB, else "
+    "arena.db in $ARENA_HOME).",
+)
+#: How `arena run` introduces a result's flags of each severity: a warning marks the result suspect
+#: ("flagged", as the leaderboard says), an info flag only says how it was obtained.
+SEVERITY_WORDS = {"warning": ("flagged", "yellow"), "info": ("note", "cyan")}
+
+
+def warn(message: str) -> None:
+    """A one-line warning on standard error (a skipped row, an unreadable file)."""
+    stderr.print(f"[yellow]warning:[/] {markup(message)}", highlight=False, soft_wrap=True)
+
+
+def warn_problems(registry: Registry) -> None:
+    """Names in ARENA_LOAD_PLUGINS that match no installed package, and plugins that failed to load."""
+    warn_selection(registry)
+    for problem in registry.problems:
+        stderr.print(f"[yellow]warning:[/] plugin not loaded: {markup(problem)}", highlight=False)
+
+
+def warn_selection(registry: Registry) -> None:
+    """Names in ARENA_LOAD_PLUGINS that match no installed package (which would load nothing, silently)."""
+    for warning in registry.warnings:
+        warn(warning)
+
+
+def read_store(db_url: str | None):
+    """The results database of a command that only reads it: it can still read a damaged
+    database (with a warning) that writing commands refuse."""
+    from ..config import database_url
+    from ..store import open_store
+
+    return open_store(database_url(db_url), writes=False, warn=warn)
+
+
+def session(db_url: str | None, device: str = "auto", **options: Any) -> Arena:
+    """The :class:`arena.Arena` of a command that runs models (its reporter draws on stderr)."""
+    from ..app import Arena
+
+    return Arena(db=db_url, device=device, warn=warn, **options)
+
+
+def parse_params(values: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    params: dict[str, dict[str, Any]] = {}
+    for item in values:
+        name_key, sep, raw = item.partition("=")
+        name, dot, key = name_key.partition(".")
+        if not sep or not dot or not name or not key:
+            raise InvalidInputError(f"--param {item!r}: use PLUGIN.NAME=VALUE, e.g. -p advtrain.alpha=0.3")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        params.setdefault(name.strip(), {})[key.strip()] = value
+    return params
+
+
+def parse_seeds(seed: int | None, text: str | None) -> list[int]:
+    """The seeds of a run: ``--seed S`` (default 0) or ``--seeds S1,S2,...``, never both."""
+    if text is None:
+        return [0 if seed is None else seed]
+    if seed is not None:
+        raise InvalidInputError("--seed and --seeds were both given: use --seed S for one seed or --seeds S1,S2,.. "
+                                "for several")
+    seeds = []
+    for item in text.split(","):
+        item = item.strip()
+        try:
+            value = int(item)
+        except ValueError:
+            raise InvalidInputError(f"--seeds {text!r}: {item!r} is not a whole number (use e.g. --seeds 0,1,2)") from None
+        if value in seeds:
+            raise InvalidInputError(f"--seeds {text!r}: seed {value} is listed twice")
+        seeds.append(value)
+    return seeds
+
+
+_FLAGS = {"attack": "-a", "defense": "-d", "generator": "-g"}
+
+
+def check_params(registry: Registry, params: dict[str, dict[str, Any]], run: dict[str, list[str]]) -> None:
+    """Refuse, before any work, a ``-p`` that names no plugin of this run, or a value its plugin's
+    bounds refuse (the values the dataset decides are checked once it is loaded)."""
+    in_run = {}
+    for kind, names in run.items():
+        for info in registry.resolve(kind, names):
+            in_run.setdefault(info.name, info)
+    for name, values in params.items():
+        if name not in in_run:
+            raise InvalidInputError(_not_in_run(registry, name, next(iter(values)), sorted(in_run)))
+    for name, values in params.items():
+        in_run[name].create(values)
+
+
+def _not_in_run(registry: Registry, name: str, key: str, in_run: list[str]) -> str:
+    """Why ``-p name.key=...`` names no plugin of this run, and what the user may have meant."""
+    where = f"-p {name}.{key}"
+    listing = f"this run's plugins: {', '.join(in_run)}"
+    for kind, flag in _FLAGS.items():
+        if name in registry.plugins[kind]:
+            return f"{where}: {kind} {name!r} is not part of this run ({listing}): add {flag} {name}, or drop the -p"
+    if name in registry.plugins["dataset"]:
+        return f"{where}: {name!r} is a dataset; -p sets hyperparameters of this run's plugins ({listing})"
+    installed = sorted({n for kind in _FLAGS for n in registry.plugins[kind]})
+    close = difflib.get_close_matches(name, in_run, n=1, cutoff=0.5) or \
+        difflib.get_close_matches(name, installed, n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{where}: no attack, defense or generator is named {name!r}{hint} ({listing}){registry.selection_hint()}"
+
+
+def count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'s' * (n != 1)}"
+
+
+def emit(text: str, output: str | None) -> None:
+    if output:
+        with open(output, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    else:
+        click.echo(text, nl=not text.endswith("\n"))
+
+
+def echo_json_list(records: list[dict[str, Any]], batch: int = 200) -> None:
+    """``json.dumps(records, indent=2)``, written a batch of records at a time: the same text
+    without holding all of it (tens of megabytes for thousands of results) at once."""
+    if not records:
+        click.echo("[]")
+        return
+    click.echo("[")
+    for start in range(0, len(records), batch):
+        chunk = records[start : start + batch]
+        # Strings in JSON escape their newlines, so every newline here starts a line to indent.
+        text = ",\n".join("  " + json.dumps(record, indent=2).replace("\n", "\n  ") for record in chunk)
+        click.echo(text + ("," if start + batch < len(records) else ""))
+    click.echo("]")

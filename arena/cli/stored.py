@@ -1,0 +1,109 @@
+"""``arena results`` and ``arena show``: read the store, never run a model."""
+
+from __future__ import annotations
+
+import click
+
+from ..errors import InvalidInputError
+from ..plugins import load_tracks
+from ..tables import key_values
+from ..text import markup, terminal_safe
+from .common import db_option, echo_json_list, read_store, stdout, warn
+
+
+def _tracks(store) -> list:
+    registry = load_tracks(store.tracks())
+    return sorted(registry.tracks.values(), key=lambda t: (getattr(t, "order", 100), t.name))
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Every stored result as a flat JSON list.")
+@click.option("--history", is_flag=True, help="Include superseded runs (replaced by --force or by changed code).")
+@click.option("--all", "include_all", is_flag=True, help="Include errored, refused and superseded runs.")
+@click.option("--dataset", default=None, help="Only this dataset.")
+@db_option
+def results(as_json, history, include_all, dataset, db_url) -> None:
+    """List stored results: the current run of each result (see --history)."""
+    from ..track import RowQuery
+
+    store = read_store(db_url)
+    failed, history = include_all or as_json, history or include_all
+    query = RowQuery(dataset=dataset, include_failed=failed, history=history)
+    by_track = [(track, track.rows(store, query)) for track in _tracks(store)]
+    if as_json:
+        from arena_leaderboard.provenance import install_command, third_party_packages
+
+        records = []
+        for track, rows in by_track:
+            for row in rows:  # failed runs too: the command retries them
+                row["command"] = track.command(row)
+                row["install"] = install_command(third_party_packages(row))
+            records += rows
+        echo_json_list(sorted(records, key=lambda row: row["run_id"]))
+        return
+    shown = [(track, rows) for track, rows in by_track if rows] or by_track[:1]
+    for track, rows in shown:
+        table = track.table(rows)
+        if table is not None:
+            stdout.print(table)
+
+
+@click.command()
+@click.argument("run_id", type=int)
+@db_option
+def show(run_id, db_url) -> None:
+    """Show one run in detail."""
+    from ..config import home
+
+    store = read_store(db_url)
+    run = store.get_run(run_id)
+    if run is None:
+        raise InvalidInputError(f"no run {run_id} in the database: list them with `arena results`")
+    track = load_tracks([run.track]).track(run.track)
+    row = track.row(run)
+    stdout.print(key_values(f"Run {run_id}", {k: v for k, v in row.items() if k not in ("provenance", "error")}))
+    if run.superseded_by is not None:
+        stdout.print(f"[yellow]Superseded by run {run.superseded_by}[/]: kept as history, not ranked and never "
+                     "reused.", highlight=False)
+    replaced = store.superseding(run.id)
+    if replaced:
+        stdout.print(f"Supersedes run{'s' * (len(replaced) > 1)} {', '.join(map(str, replaced))} "
+                     "(see arena results --history).", highlight=False)
+    stdout.print(key_values("Provenance", run.provenance or {}, formatted=False))
+    for role, path in (run.artifacts or {}).items():
+        if str(path).endswith(".png"):
+            stdout.print(f"Image ({terminal_safe(role)}): {terminal_safe(path)}", highlight=False, soft_wrap=True,
+                         markup=False)
+    details = getattr(track, "details", None)
+    for renderable in (details(run, store, home()) if details else []):
+        stdout.print(renderable)
+    if run.samples:
+        attacked = [s for s in run.samples if s.clean_correct]
+        fooled = [s for s in attacked if s.success]
+        stdout.print(f"Samples: {len(run.samples)} evaluated, {len(attacked)} clean-correct and attacked, "
+                     f"{len(fooled)} fooled.")
+    _picture_examples(run)
+    if run.error:
+        stdout.print(f"[red]{markup(run.status)}[/]:", highlight=False)
+        stdout.print(terminal_safe(run.error, newlines=True), highlight=False, markup=False)
+
+
+def _picture_examples(run) -> None:
+    """Clean / adversarial / amplified perturbation of the examples the run kept, as a PNG."""
+    examples = (run.artifacts or {}).get("examples")
+    if not examples or run.robustness is None:
+        return
+    from arena_leaderboard.figures import save_examples_png
+
+    from ..artifacts import UnreadableArtifact
+
+    result = run.robustness
+    title = f"{result.attack} vs {result.defense} · {result.norm} eps={result.eps:g}"
+    try:
+        picture = save_examples_png(examples, title)
+    except UnreadableArtifact as exc:
+        warn(f"run {run.id}: {exc}; no picture of its examples (`arena run ... --force` writes it again)")
+        return
+    stdout.print(f"Examples: {terminal_safe(picture)}", highlight=False, soft_wrap=True, markup=False)
+
+

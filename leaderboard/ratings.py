@@ -28,9 +28,6 @@ import math
 from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy import sparse
-from scipy.sparse.csgraph import connected_components
-from scipy.special import expit, log_expit
 from threadpoolctl import threadpool_limits
 
 from .seeds import resample_weights
@@ -64,13 +61,10 @@ def bradley_terry(
     """
     wins, games = np.atleast_2d(wins).astype(float), np.atleast_2d(games).astype(float)
     rounds, pairs = wins.shape
-    # Sparse products and gathers instead of dense BLAS calls: these matrices are small and
-    # mostly zeros, where a threaded BLAS spends more time coordinating threads than computing.
-    spread = sparse.csr_matrix(  # pair results to players: +1 to the first player, -1 to the second
-        (np.r_[np.ones(pairs), -np.ones(pairs)], (np.r_[first, second], np.r_[np.arange(pairs), np.arange(pairs)])),
-        shape=(players, pairs),
-    )
-    laplacian = _laplacian_assembly(first, second, players)
+    # Scatter-adds (bincount) instead of dense BLAS products: these maps are small and mostly
+    # zeros, where a threaded BLAS spends more time coordinating threads than computing.
+    spread = _Scatter(np.r_[first, second], np.r_[np.ones(pairs), -np.ones(pairs)], players, rounds)
+    laplacian = _laplacian_assembly(first, second, players, rounds)
     precision = 1.0 / prior_sd**2
 
     def margins(beta: np.ndarray) -> np.ndarray:
@@ -84,9 +78,9 @@ def bradley_terry(
     current = log_posterior(beta, margin)
     for _ in range(_MAX_NEWTON_STEPS):
         chance = expit(margin)
-        gradient = (spread @ (wins - games * chance).T).T - precision * beta
+        gradient = spread(wins - games * chance) - precision * beta
         curvature = games * chance * (1.0 - chance)
-        hessian = (laplacian @ curvature.T).T.reshape(rounds, players, players)
+        hessian = laplacian(curvature).reshape(rounds, players, players)
         hessian += precision * np.eye(players)
         step = np.linalg.solve(hessian, gradient[..., None])[..., 0]
         decrement = (gradient * step).sum(1)  # Newton decrement squared: twice the predicted ascent
@@ -105,14 +99,37 @@ def bradley_terry(
     return beta
 
 
-def _laplacian_assembly(first: np.ndarray, second: np.ndarray, players: int) -> sparse.csr_matrix:
+def expit(x: np.ndarray) -> np.ndarray:
+    """The logistic function, without overflow for large arguments."""
+    return np.exp(-np.logaddexp(0.0, -x))
+
+
+def log_expit(x: np.ndarray) -> np.ndarray:
+    """log(expit(x)), stable for large arguments of either sign."""
+    return -np.logaddexp(0.0, -x)
+
+
+class _Scatter:
+    """A sparse linear map from per-pair values to per-cell sums: entry ``j`` adds ``signs[j]``
+    times pair ``j % pairs`` to cell ``cells[j]``, for every round at once."""
+
+    def __init__(self, cells: np.ndarray, signs: np.ndarray, size: int, rounds: int) -> None:
+        self.size, self.signs = size, signs
+        self.index = (np.arange(rounds)[:, None] * size + cells[None, :]).ravel()
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        rounds, pairs = values.shape
+        weights = (np.tile(values, len(self.signs) // pairs) * self.signs).ravel()
+        return np.bincount(self.index, weights, minlength=rounds * self.size).reshape(rounds, self.size)
+
+
+def _laplacian_assembly(first: np.ndarray, second: np.ndarray, players: int, rounds: int) -> _Scatter:
     """Maps per-pair curvatures to the flattened (players x players) weighted graph Laplacian,
     which is the Hessian of the negative log-likelihood."""
     pairs = len(first)
-    columns = np.tile(np.arange(pairs), 4)
     cells = np.r_[first * players + first, second * players + second, first * players + second, second * players + first]
     signs = np.r_[np.ones(2 * pairs), -np.ones(2 * pairs)]
-    return sparse.csr_matrix((signs, (cells, columns)), shape=(players * players, pairs))
+    return _Scatter(cells, signs, players * players, rounds)
 
 
 @dataclass(frozen=True)
@@ -215,6 +232,18 @@ def tied_rank(rating: Rating, ratings: list[Rating]) -> int:
 
 
 def _parts(names: list[str], first: np.ndarray, second: np.ndarray, met: np.ndarray) -> list[list[str]]:
-    graph = sparse.coo_matrix((np.ones(int(met.sum())), (first[met], second[met])), shape=(len(names),) * 2)
-    count, labels = connected_components(graph, directed=False)
-    return [sorted(n for n, label in zip(names, labels) if label == part) for part in range(count)]
+    """The groups of players connected by matches (union-find), in order of their first player."""
+    parent = list(range(len(names)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for a, b in zip(first[met].tolist(), second[met].tolist()):
+        parent[root(a)] = root(b)
+    groups: dict[int, list[str]] = {}
+    for i, name in enumerate(names):
+        groups.setdefault(root(i), []).append(name)
+    return [sorted(group) for group in groups.values()]

@@ -21,6 +21,9 @@ tensor built from the bytes the attack produced, which the host then checks agai
 zeroing weights, ``model.train()``, raising ``threat.eps``, returning a tensor subclass) stays in
 its worker, out of every other attack's reach. A worker that runs past ``--timeout`` or dies is killed and its pairing recorded as
 failed.
+
+One module on purpose, though longer than most: everything that crosses the process boundary
+(the fork server, the worker loop, the message format and its decoding) is audited together.
 """
 
 from __future__ import annotations

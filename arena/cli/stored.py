@@ -89,21 +89,34 @@ def show(run_id, db_url) -> None:
 
 
 def _picture_examples(run) -> None:
-    """Clean / adversarial / amplified perturbation of the examples the run kept, as a PNG."""
+    """Clean / adversarial / amplified perturbation of the examples the run kept, as a PNG
+    (drawn once, next to the examples file; drawn again only if that file is newer)."""
     examples = (run.artifacts or {}).get("examples")
     if not examples or run.robustness is None:
         return
-    from arena_leaderboard.figures import save_examples_png
+    picture = _drawn(examples)
+    if picture is None:
+        from arena_leaderboard.figures import save_examples_png
 
-    from ..artifacts import UnreadableArtifact
+        from ..artifacts import UnreadableArtifact
 
-    result = run.robustness
-    title = f"{result.attack} vs {result.defense} · {result.norm} eps={result.eps:g}"
-    try:
-        picture = save_examples_png(examples, title)
-    except UnreadableArtifact as exc:
-        warn(f"run {run.id}: {exc}; no picture of its examples (`arena run ... --force` writes it again)")
-        return
+        result = run.robustness
+        title = f"{result.attack} vs {result.defense} · {result.norm} eps={result.eps:g}"
+        try:
+            picture = save_examples_png(examples, title)
+        except UnreadableArtifact as exc:
+            warn(f"run {run.id}: {exc}; no picture of its examples (`arena run ... --force` writes it again)")
+            return
     stdout.print(f"Examples: {terminal_safe(picture)}", highlight=False, soft_wrap=True, markup=False)
 
 
+def _drawn(examples: str):
+    """The examples picture already drawn from the current examples file, or None."""
+    from pathlib import Path
+
+    source = Path(examples)
+    picture = source.with_suffix(".png")
+    try:
+        return picture if picture.stat().st_mtime_ns >= source.stat().st_mtime_ns else None
+    except OSError:
+        return None

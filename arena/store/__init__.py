@@ -12,26 +12,38 @@ decoded through the checked column types of :mod:`.values`; a run with a value t
 decoded is left out of what the store returns, with a one-line warning naming it, and
 ``arena db check`` (:func:`integrity_check`, :meth:`Store.scan`) lists every such row.
 Database URLs are shown with their password masked (:func:`shown_url`).
+
+This module is longer than most on purpose: :class:`Store` is the one place that reads and
+writes the database, and its transaction rules (supersession, refusing damaged files, skipping
+undecodable rows) are easier to check together. URLs and SQLite files are in :mod:`.sqlite`,
+schema revisions in :mod:`.migrate`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import re
 import sqlite3
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-import numpy as np
-from sqlalchemy import create_engine, event, inspect, select, update
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import create_engine, inspect, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import StoreError
 from .schema import GenerativeResult, RobustnessResult, Run, Sample, TrackResult
+from .migrate import HEAD_REVISION, _alembic_config, _current_revision, head_revision  # noqa: F401
+from .sqlite import (  # noqa: F401  (part of the store's API)
+    _check_sqlite_file,
+    _configure_sqlite,
+    _connect_read_only,
+    _scrub,
+    integrity_check,
+    shown_url,
+    sqlite_path,
+)
 from .values import Undecodable, undecodable
 
 __all__ = [
@@ -52,7 +64,6 @@ __all__ = [
 #: What a warning about a skipped row tells the user to do.
 CHECK_HINT = "arena db check lists such rows"
 
-BUSY_TIMEOUT_MS = 60_000
 
 #: What every completed run records about how it was computed; ``None`` is allowed where a value
 #: does not apply (no git checkout, no CUDA), a missing key is not.
@@ -82,142 +93,8 @@ def check_provenance(provenance: dict | None) -> None:
                 if not (source or {}).get(field)]
     if missing:
         raise StoreError(f"refusing to store a result without provenance: missing {', '.join(missing)}")
-_MIGRATIONS = Path(__file__).with_name("migrations")
-
-
-#: The newest schema revision (a test checks it against the migrations): a database already
-#: there is opened without importing alembic.
-HEAD_REVISION = "0006"
-
-
-def _alembic_config() -> Any:
-    from alembic.config import Config
-
-    config = Config()
-    config.set_main_option("script_location", str(_MIGRATIONS))
-    return config
-
-
-def head_revision() -> str:
-    """The head of the migration scripts (imports alembic)."""
-    from alembic.script import ScriptDirectory
-
-    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
-
-
-def _current_revision(connection: Any) -> str | None:
-    """The schema revision a database is at (None: no Arena schema), read directly."""
-    if "alembic_version" not in set(inspect(connection).get_table_names()):
-        return None
-    return connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
-
-
 class UnreadableRun(StoreError):
     """A stored run with a value that cannot be decoded, asked for by id or key."""
-
-
-def shown_url(url: str) -> str:
-    """``url`` as it may be printed: any password replaced by ``***``."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a URL SQLAlchemy can parse: mask what looks like user:password@
-        return re.sub(r"^([^:/]*://[^:/@]*:)[^/]*@", r"\1***@", url)
-
-
-def _password(url: str) -> str | None:
-    try:
-        password = make_url(url).password
-    except Exception:
-        match = re.match(r"^[^:/]*://[^:/@]*:([^/]*)@", url)
-        password = match.group(1) if match else None
-    return str(password) if password else None
-
-
-def _scrub(text: str, url: str) -> str:
-    """``text`` (an error message) on one line, without the URL's password in any form."""
-    text = (text.strip().splitlines() or [""])[0]
-    password = _password(url)
-    if password:
-        from urllib.parse import quote, quote_plus
-
-        for form in {password, quote(password, safe=""), quote_plus(password)}:
-            text = text.replace(form, "***")
-    return text
-
-
-def sqlite_path(url: str) -> Path | None:
-    """The file of an SQLite URL (``None`` for other databases and in-memory SQLite)."""
-    try:
-        parsed = make_url(url)
-    except Exception as exc:
-        raise StoreError(f"cannot use database URL {shown_url(url)!r}: {_scrub(str(exc), url)}") from None
-    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
-        return None
-    return Path(parsed.database)
-
-
-def _connect_read_only(path: Path) -> sqlite3.Connection:
-    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
-
-
-def _check_result(rows: list[tuple[Any, ...]]) -> list[str]:
-    """The problems an ``integrity_check``/``quick_check`` reported (none when it says ok)."""
-    lines = [str(row[0]) for row in rows]
-    if lines == ["ok"]:
-        return []
-    return [line for text in lines for line in text.splitlines() if line and not line.startswith("*** in database")]
-
-
-def _check_sqlite_file(path: Path) -> list[str]:
-    """Refuse a foreign or unreadable file before any connection could write to it; return
-    what SQLite's ``quick_check`` finds wrong with an Arena database (nothing when healthy)."""
-    if not path.exists() or path.stat().st_size == 0:
-        return []
-    try:
-        with contextlib.closing(_connect_read_only(path)) as conn:
-            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            if tables and "alembic_version" not in tables:
-                listed = ", ".join(sorted(tables)[:5])
-                raise StoreError(
-                    f"{path} is a database of something else (tables: {listed}); it was left untouched: "
-                    "pass another --db"
-                )
-            try:
-                return _check_result(conn.execute("PRAGMA quick_check(20)").fetchall())
-            except sqlite3.DatabaseError as exc:
-                return [str(exc)]
-    except sqlite3.DatabaseError as exc:
-        raise StoreError(
-            f"{path} is not a readable SQLite database ({exc}); it was left untouched: move it "
-            "aside or pass another --db"
-        ) from None
-
-
-def integrity_check(path: Path, limit: int = 100) -> list[str]:
-    """What SQLite's full ``PRAGMA integrity_check`` finds wrong with the file (empty: nothing),
-    read through a read-only connection."""
-    try:
-        with contextlib.closing(_connect_read_only(path)) as conn:
-            return _check_result(conn.execute(f"PRAGMA integrity_check({int(limit)})").fetchall())
-    except sqlite3.DatabaseError as exc:
-        return [str(exc)]
-
-
-def _configure_sqlite(engine: Engine, read_only: bool = False) -> None:
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record) -> None:
-        dbapi_connection.isolation_level = None  # the "begin" hook below issues BEGIN itself
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA foreign_keys = ON")
-        if not read_only:
-            cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.execute("PRAGMA synchronous = NORMAL")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection) -> None:
-        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def _print_warning(message: str) -> None:
@@ -524,14 +401,16 @@ class Store:
         with self.session() as session:
             return sorted(name for (name,) in session.execute(select(Run.track).distinct()) if isinstance(name, str))
 
-    def sample_outcomes(self, run_ids: list[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    def sample_outcomes(self, run_ids: list[int]) -> dict[int, tuple[Any, Any]]:
         """``{run_id: (test-point indices, robust)}`` for the given runs, as arrays.
 
         Read from each result's packed ``robust_bits``, or from its sample rows where it has none
         (or where they cannot be read). A run whose outcomes cannot be read is left out, with a
         warning.
         """
-        outcomes: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        import numpy as np
+
+        outcomes: dict[int, tuple[Any, Any]] = {}
         with self.session() as session:
             for chunk in range(0, len(run_ids), 500):
                 ids = run_ids[chunk : chunk + 500]
@@ -573,7 +452,8 @@ class Store:
         that cannot be decoded, and the files that runs point to."""
         found = Scan()
         tables = [(Run.__table__, "id"), (RobustnessResult.__table__, "run_id"),
-                  (GenerativeResult.__table__, "run_id"), (Sample.__table__, "run_id")]
+                  (GenerativeResult.__table__, "run_id"), (TrackResult.__table__, "run_id"),
+                  (Sample.__table__, "run_id")]
         reading = ""
         try:
             with self.session() as session:
@@ -601,6 +481,8 @@ class Store:
 def pack_robust(samples: list[Sample]) -> bytes | None:
     """The samples' robust outcomes as bits (test point ``i`` at bit ``i``), or ``None`` unless
     the samples are the test points 0..n-1."""
+    import numpy as np
+
     ordered = sorted(samples, key=lambda sample: sample.index)
     if [sample.index for sample in ordered] != list(range(len(ordered))):
         return None

@@ -13,6 +13,7 @@ neither torch nor any plugin: the host and the full registry are made on first u
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -36,6 +37,8 @@ class Arena:
         from .config import database_url, home as default_home
 
         self._home = Path(home).expanduser() if home is not None else None
+        if db is None and self._home is not None and not os.environ.get("ARENA_DB"):
+            db = str(self._home / "arena.db")
         self.db_url = database_url(db)
         self.device_name = device
         self.reporter = reporter

@@ -100,3 +100,21 @@ def test_plan_keys_are_the_keys_the_run_stores(arena):
     # Before the run: every key the plan gave is stored now (where a model was not trained yet,
     # the plan knew its plain evaluation, which --evaluation both always stores).
     assert {key for job in before if job["kind"] == "evaluate" for key in job["keys"]} <= stored
+
+
+def test_the_python_entry_object_plans_and_runs(tmp_path):
+    import arena
+
+    home = tmp_path / "home"
+    request = arena.Request(dataset="digits", options={"attacks": ["fgsm"], "defenses": ["standard"], "n": 16})
+    with arena.Arena(home=home, device="cpu") as bench:
+        jobs = bench.plan(request)
+        assert [job.kind for job in jobs] == ["train-defense", "evaluate"] and not any(job.stored for job in jobs)
+        (outcome,) = bench.run(request)["robustness"]
+        assert outcome.ok and not outcome.reused and outcome.run.key == jobs[1].key
+        assert bench.store.find_run(jobs[1].key).id == outcome.run.id
+        assert (home / "arena.db").exists() and (home / "models" / f"{jobs[0].key}.safetensors").exists()
+    with arena.Arena(home=home, device="cpu") as again:
+        assert all(job.stored for job in again.plan(request))
+        (reused,) = again.run(request)["robustness"]
+        assert reused.reused and reused.run.id == outcome.run.id

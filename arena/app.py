@@ -100,7 +100,7 @@ class Arena:
 
     def tracks(self, request: Request | None = None) -> list[Track]:
         """Every registered track in order; with ``request``, those it asks for."""
-        tracks = sorted(self.registry.tracks.values(), key=lambda t: (getattr(t, "order", 100), t.name))
+        tracks = self.registry.ordered_tracks()
         return [t for t in tracks if request is None or t.requested(request)]
 
     # -- plan and run -------------------------------------------------------------------------
@@ -139,7 +139,7 @@ class Arena:
             self._seed_applied = seed
 
     def nothing_to_run(self) -> str:
-        hints = [getattr(track, "hint", f"the options of the {track.name} track") for track in self.tracks()]
+        hints = [track.hint or f"the options of the {track.name} track" for track in self.tracks()]
         return "nothing to run: pass " + ", or ".join(hints)
 
     def close(self) -> None:

@@ -145,6 +145,10 @@ class Registry:
     #: Whether only the ``track.*`` entry points were loaded (:func:`load_tracks`).
     tracks_only: bool = False
 
+    def ordered_tracks(self) -> list[Track]:
+        """The registered tracks, built-in ones first (by ``order``, then name)."""
+        return sorted(self.tracks.values(), key=lambda track: (track.order, track.name))
+
     def track(self, name: str) -> Track:
         """The track ``name``; a clear error for an unknown one."""
         try:

@@ -243,3 +243,49 @@ def plan_table(jobs: list[Any]) -> Table:
         table.add_row(str(index), cell(job.track), cell(job.kind), cell(job.label), key, needs,
                       "yes" if job.stored else "")
     return table
+
+
+# -- arena plugins ----------------------------------------------------------------------------
+
+def plugins_table(entries: list[dict[str, Any]], verbose: bool = False) -> Table:
+    table = _table("Plugins")
+    for name in ["kind", "name", "package", "version", "capabilities"] + (["summary"] if verbose else []):
+        table.add_column(name, overflow="fold")
+    for entry in entries:
+        cells = [entry["kind"], entry["name"], entry["package"], entry["version"],
+                 _capabilities(entry["kind"], entry["capabilities"])]
+        table.add_row(*map(cell, cells + ([entry["summary"]] if verbose else [])))
+    return table
+
+
+def tracks_table(tracks: list[dict[str, Any]]) -> Table:
+    table = _table("Tracks")
+    for name in ["track", "leaderboard --track", "summary"]:
+        table.add_column(name, overflow="fold")
+    for track in tracks:
+        table.add_row(cell(track["name"]), cell(", ".join(track["boards"])), cell(track["summary"]))
+    return table
+
+
+def problems_table(problems: list[dict[str, Any]]) -> Table:
+    broken = Table(title="Plugins that failed to load", title_justify="left", header_style="bold red")
+    for name in ["package", "version", "entry point", "error"]:
+        broken.add_column(name, overflow="fold")
+    for p in problems:
+        broken.add_row(*map(cell, [p["package"], p["version"], p["entry_point"], p["error"]]))
+    return broken
+
+
+def _capabilities(kind: str, caps: dict[str, Any]) -> str:
+    if kind == "attack":
+        return f"{caps['access']}, {'/'.join(caps['norms'])}, {'/'.join(caps['modes'])}"
+    if kind == "defense":
+        return "deterministic" if caps.get("deterministic", True) else "randomized"
+    if kind == "generator":
+        completion = ", completion" if caps.get("completion") else ""
+        return f"likelihood: {caps.get('likelihood') or 'none'}{completion}"
+    if kind == "dataset":
+        threat = caps["default_threat"]
+        return (f"{'x'.join(map(str, caps['shape']))}, {caps['classes']} classes, {caps['levels']} levels, "
+                f"{threat['norm']} {threat['eps']:g}")
+    return ", ".join(f"{k}: {v}" for k, v in caps.items())

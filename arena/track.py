@@ -189,6 +189,11 @@ class Track:
                           history=query.history)
         return [self.row(run) for run in runs]
 
+    def details(self, run: Run, store: Store, home: Any) -> list[Any]:
+        """What ``arena show`` prints of a run beyond its row and provenance (rich renderables);
+        ``home`` is the Arena data folder (the model cache is in ``home / "models"``)."""
+        return []
+
     def command(self, row: Mapping[str, Any]) -> str | None:
         """The ``arena run`` command that reproduces a row, where there is one."""
         return None

@@ -4,7 +4,7 @@ Installed as ``arena_leaderboard``. Nothing here touches the database or runs a 
 """
 
 from .generative import generative_views
-from .filters import TRACKS, Filters
+from .filters import Filters
 from .ratings import ArenaRatings, Rating, arena_ratings, bradley_terry
 from .render import Column, Figure, View, render_csv, render_json, render_markdown, render_rich
 from .robustness import AttackEntry, DefenseEntry, RobustnessBoard, ThreatGroup, robustness_boards
@@ -20,7 +20,6 @@ __all__ = [
     "ROBUSTNESS_TRACKS",
     "Rating",
     "RobustnessBoard",
-    "TRACKS",
     "ThreatGroup",
     "View",
     "arena_ratings",

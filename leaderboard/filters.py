@@ -8,9 +8,6 @@ from typing import Any, Mapping
 
 from .render import View
 
-TRACKS = ("robustness", "attacks", "generative")
-
-
 @dataclass(frozen=True)
 class Filters:
     """``None`` (or an empty eps list) lets everything through."""

@@ -78,6 +78,6 @@ def generative_views(rows: Iterable[Mapping[str, Any]]) -> list[View]:
             entry["rank"] = rank
         group = {"dataset": dataset, "classifier_sha256": classifier, "reference_n": reference_n}
         title = f"Generators — {dataset} · reference classifier {classifier[:12]}"
-        result.append(View(title, "generators", group, list(COLUMNS), entries))
+        result.append(View(title, "generators", group, list(COLUMNS), entries, tracks=("generative",)))
     result += generative_runs_views(shown)
     return result

@@ -28,8 +28,10 @@ from rich.text import Text
 
 from arena.text import csv_field, markdown, visible
 
-#: The track of a view that names none, by its table.
+#: The track of a built-in table whose view names none (views of a registered track name their
+#: ``tracks``, see :meth:`arena.Track.views`; any other table is its own track).
 TABLE_TRACKS = {"defenses": "robustness", "attacks": "attacks", "generators": "generative"}
+
 #: Colour scale of heat columns, bad (0) to good (1): ColorBrewer's RdYlGn, as in most heat maps.
 HEAT_STOPS = (
     (0.0, (165, 0, 38)),

@@ -95,7 +95,8 @@ def defense_view(board: RobustnessBoard) -> View:
     if seeded:
         notes.append("Several seeds: mean ± sample standard deviation over the seeds (each trained and attacked "
                      "anew); the worst case over the seeds evaluated with every attack.")
-    return View(f"Defenses — {board.group}", "defenses", board.group.as_dict(), columns, rows, notes=notes)
+    return View(f"Defenses — {board.group}", "defenses", board.group.as_dict(), columns, rows, tracks=("robustness",),
+                notes=notes)
 
 
 def attack_view(board: RobustnessBoard) -> View:
@@ -127,7 +128,7 @@ def attack_view(board: RobustnessBoard) -> View:
         }
         for e in board.attack_ranking
     ]
-    return View(f"Attacks — {board.group}", "attacks", board.group.as_dict(), columns, rows)
+    return View(f"Attacks — {board.group}", "attacks", board.group.as_dict(), columns, rows, tracks=("attacks",))
 
 
 def _flag_columns(entries: list[Any]) -> list[Column]:

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
 
 import click
-from rich import box
-from rich.table import Table
 
 from ..errors import InvalidInputError
 from ..plugins import get_registry
 from ..tables import pct
-from ..text import cell, markup, terminal_safe
+from ..text import markup, terminal_safe
 from .common import SEVERITY_WORDS, count, db_option, stdout, warn_selection
 
 
@@ -149,38 +146,16 @@ def plugins(as_json, verbose) -> None:
         {"package": p.package, "version": p.version, "entry_point": p.entry_point, "error": p.error}
         for p in registry.problems
     ]
+    tracks = [{"name": track.name, "summary": track.summary, "boards": list(track.board_names())}
+              for track in registry.ordered_tracks()]
     if as_json:
-        click.echo(json.dumps({"plugins": entries, "problems": problems}, indent=2))
+        click.echo(json.dumps({"plugins": entries, "problems": problems, "tracks": tracks}, indent=2))
         return
-    table = Table(title="Plugins", title_justify="left", header_style="bold", box=box.SIMPLE_HEAD)
-    for name in ["kind", "name", "package", "version", "capabilities"] + (["summary"] if verbose else []):
-        table.add_column(name, overflow="fold")
-    for entry in entries:
-        cells = [entry["kind"], entry["name"], entry["package"], entry["version"],
-                 _capabilities(entry["kind"], entry["capabilities"])]
-        table.add_row(*map(cell, cells + ([entry["summary"]] if verbose else [])))
-    stdout.print(table)
+    from ..tables import plugins_table, problems_table, tracks_table
+
+    stdout.print(plugins_table(entries, verbose))
+    stdout.print(tracks_table(tracks))
     if problems:
-        broken = Table(title="Plugins that failed to load", title_justify="left", header_style="bold red")
-        for name in ["package", "version", "entry point", "error"]:
-            broken.add_column(name, overflow="fold")
-        for p in problems:
-            broken.add_row(*map(cell, [p["package"], p["version"], p["entry_point"], p["error"]]))
-        stdout.print(broken)
-
-
-def _capabilities(kind: str, caps: dict[str, Any]) -> str:
-    if kind == "attack":
-        return f"{caps['access']}, {'/'.join(caps['norms'])}, {'/'.join(caps['modes'])}"
-    if kind == "defense":
-        return "deterministic" if caps.get("deterministic", True) else "randomized"
-    if kind == "generator":
-        completion = ", completion" if caps.get("completion") else ""
-        return f"likelihood: {caps.get('likelihood') or 'none'}{completion}"
-    if kind == "dataset":
-        threat = caps["default_threat"]
-        return (f"{'x'.join(map(str, caps['shape']))}, {caps['classes']} classes, {caps['levels']} levels, "
-                f"{threat['norm']} {threat['eps']:g}")
-    return ", ".join(f"{k}: {v}" for k, v in caps.items())
+        stdout.print(problems_table(problems))
 
 

@@ -66,7 +66,7 @@ def _tracks(store) -> list:
     """The registered tracks in order; every plugin is loaded only if the store holds a track
     that the ``track.*`` entry points do not register."""
     registry = load_tracks(store.tracks())
-    return sorted(registry.tracks.values(), key=lambda t: (getattr(t, "order", 100), t.name))
+    return registry.ordered_tracks()
 
 
 @click.command()

@@ -32,12 +32,11 @@ def _run(**values: Any) -> None:
                       options=values)
     registry = get_registry()
     warn_problems(registry)
-    tracks = sorted(registry.tracks.values(), key=lambda t: (getattr(t, "order", 100), t.name))
+    tracks = registry.ordered_tracks()
     with Reporter(stderr) as reporter:
         arena = session(common["db_url"], device, reporter=reporter, force=force,
                         deterministic=common["deterministic"])
-        if any(track.incomplete(request) for track in tracks if hasattr(track, "incomplete")) or \
-                not arena.tracks(request):
+        if any(track.incomplete(request) for track in tracks) or not arena.tracks(request):
             raise InvalidInputError(arena.nothing_to_run())
         named: dict[str, list[str]] = {}
         for track in arena.tracks(request):
@@ -88,7 +87,7 @@ def _print_plan(jobs, as_json: bool) -> None:
 def build() -> click.Command:
     """The ``run`` command with the options of every registered track."""
     params: list[click.Parameter] = []
-    for track in sorted(get_registry().tracks.values(), key=lambda t: (getattr(t, "order", 100), t.name)):
+    for track in get_registry().ordered_tracks():
         params += track.options()
     common = [
         click.Option(["--dataset"], default="digits", show_default=True, help="Dataset plugin."),

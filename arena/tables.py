@@ -242,6 +242,10 @@ def plan_table(jobs: list[Any]) -> Table:
         needs = ", ".join(str(position.get(need, need[:8])) for need in job.needs)
         table.add_row(str(index), cell(job.track), cell(job.kind), cell(job.label), key, needs,
                       "yes" if job.stored else "")
+    if not all(job.keys_final for job in jobs):
+        table.caption = ("…: the keys of what it stores are decided by a job it needs (e.g. whether a defense needs "
+                         "an adaptive evaluation is known once its model is trained); --json gives every key")
+        table.caption_justify = "left"
     return table
 
 

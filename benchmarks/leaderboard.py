@@ -95,6 +95,7 @@ def provenance(seed: int, attack: str, defense: str) -> dict:
         "cuda": None, "platform": "Linux-6.18.44-x86_64-with-glibc2.36", "device": "cpu", "device_name": "x86_64",
         "deterministic_algorithms": False, "torch_threads": 2, "seed": seed, "batch_size": 256, "fast": False,
         "dataset_hash": _sha("digits"), "checkpoint_sha256": _sha("checkpoint", defense, seed), "plugins": plugins,
+        "plugin_defaults": {"attack": _defaults("attack", attack), "defense": _defaults("defense", defense)},
         "attack_seconds": 3.3,
     }
 

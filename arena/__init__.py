@@ -30,7 +30,7 @@ except metadata.PackageNotFoundError:  # running from a source tree without inst
 
 #: Public name -> the module that defines it.
 _EXPORTS = {
-    "Access": "access",
+    "Access": "levels",
     "AccessError": "errors",
     "Arena": "app",
     "ArenaError": "errors",

@@ -50,7 +50,7 @@ class Arena:
         self._host: Host | None = None
         self._registry: Registry | None = None
         self._cached: dict[str, Any] = {}
-        self._seed_applied: int | None = None
+        self._seed_applied: tuple[str, int] | None = None
 
     # -- what the session holds ---------------------------------------------------------------
 
@@ -106,13 +106,21 @@ class Arena:
     # -- plan and run -------------------------------------------------------------------------
 
     def plan(self, request: Request) -> list[Job]:
-        """The jobs of ``request`` over every track it asks for; nothing is trained or run."""
+        """The jobs of ``request`` over every track it asks for, after refusing a request that
+        cannot run (nothing asked for, a ``-p`` naming no plugin of the run, a track's own
+        checks); nothing is trained or run."""
+        from .options import check_params
+
         tracks = self.tracks(request)
-        if not tracks:
+        if not tracks or any(track.incomplete(request) for track in self.tracks()):
             raise InvalidInputError(self.nothing_to_run())
+        named: dict[str, list[str]] = {}
         for track in tracks:
             track.check(request)
-        self.request = request
+            for kind, names in track.plugins(request).items():
+                named.setdefault(kind, []).extend(names)
+        check_params(self.registry, {name: dict(values) for name, values in request.params.items()}, named)
+        self.force = self.force or request.force
         return [job for track in tracks for job in track.plan(request, self)]
 
     def run(self, request: Request, executor: Executor | None = None) -> dict[str, list[Outcome]]:
@@ -120,9 +128,11 @@ class Arena:
         the outcomes by track."""
         from .executor import InProcessExecutor
 
-        self.force = self.force or request.force
         jobs = self.plan(request)
-        outcomes = (executor or InProcessExecutor()).run(jobs, self)
+        try:
+            outcomes = (executor or InProcessExecutor()).run(jobs, self)
+        finally:
+            self.close()
         by_track: dict[str, list[Outcome]] = {}
         for track in self.tracks(request):
             mine = [o for o in outcomes if o.run.track == track.name]
@@ -130,19 +140,21 @@ class Arena:
         return by_track
 
     def prepare(self, job: Job) -> None:
-        """Before a job: ``--deterministic`` seeds every generator for the job's seed."""
+        """Before a job: ``--deterministic`` seeds every generator for the job's seed, whenever
+        the seed or the track changes (as a run of each track and seed starts from it)."""
         seed = (job.spec.get("settings") or {}).get("seed", job.spec.get("seed"))
-        if self.deterministic and seed is not None and seed != self._seed_applied:
+        if self.deterministic and seed is not None and (job.track, seed) != self._seed_applied:
             from .host import make_deterministic
 
             make_deterministic(seed)
-            self._seed_applied = seed
+            self._seed_applied = (job.track, seed)
 
     def nothing_to_run(self) -> str:
         hints = [track.hint or f"the options of the {track.name} track" for track in self.tracks()]
         return "nothing to run: pass " + ", or ".join(hints)
 
     def close(self) -> None:
+        """Stop the attack workers this session started (they are reused between its runs)."""
         if self._host is not None:
             from .isolation import release_workers
 

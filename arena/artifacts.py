@@ -1,6 +1,6 @@
 """The files a run keeps beside its result (``Run.artifacts``): read them, or say why not.
 
-The runner writes each run's adversarial examples to ``runs/KEY.safetensors`` and the generative
+`arena run` writes each run's adversarial examples to ``runs/KEY.safetensors`` and the generative
 track writes PNG grids; a file can go missing or be damaged later. Whatever reads one goes through
 here, so that one unreadable file costs its own picture (with a warning), never a whole command.
 """

@@ -2,8 +2,12 @@
 
 :class:`InProcessExecutor` runs every job in this process, in plan order (each job comes
 after the jobs it needs). Another executor (a cluster engine) runs the same jobs elsewhere:
-every job carries its key, its track, its kind, what it needs and a JSON-able spec, and
-:meth:`arena.Track.execute` is all it calls.
+every job carries its key, its track, its kind, the keys of the jobs it needs and a JSON-able
+spec. For each job, in an order that respects ``needs``, it calls ``arena.prepare(job)`` and
+``arena.registry.track(job.track).execute(job, arena)`` with an :class:`arena.Arena` of its
+own (same store, same model cache); :meth:`arena.Arena.run` calls ``Track.finish`` once all
+outcomes are back. A training job records no failure: the evaluations that need the model ask
+for it again and record why it failed.
 """
 
 from __future__ import annotations

@@ -79,10 +79,9 @@ class GenerativeScorer:
     """Scores generators on a dataset with the host's datasets and models (the generators and
     the reference classifier come through :meth:`arena.host.Host.model` like every model)."""
 
-    def __init__(self, host: Host, store: Store, force: bool = False) -> None:
+    def __init__(self, host: Host, store: Store) -> None:
         self.host = host
         self.store = store
-        self.force = force
         self._references: dict[str, ReferenceClassifier] = {}
         self._reference_features: dict[str, np.ndarray] = {}
 
@@ -136,13 +135,14 @@ class GenerativeScorer:
         return stable_hash({**identity, "model_key": model_key}), stable_hash(identity), model_key
 
     def run(self, data: LoadedDataset, info: PluginInfo, settings: GenerativeSettings,
-            overrides: dict[str, Any]) -> Outcome:
-        """Train (or load) one generator, score it and store its run."""
+            overrides: dict[str, Any], force: bool = False) -> Outcome:
+        """Train (or load) one generator, score it and store its run (``force``: recompute a
+        stored result; the new run supersedes it)."""
         started = time.perf_counter()
         generator, gen_params, _ = self.host.model_identity(info, overrides, data, settings.seed)
         reference = self.reference(data)
         key, lineage, model_key = self.identity(info, overrides, data, settings, reference.sha256)
-        if (existing := records.reused(self.store, key, self.force, info.name, generator=info.name)) is not None:
+        if (existing := records.reused(self.store, key, force, info.name, generator=info.name)) is not None:
             return existing
         device = self.host.device
         run = records.new_run(key, TRACK, data, settings.seed, settings.samples, device)
@@ -163,7 +163,7 @@ class GenerativeScorer:
             run.provenance["checkpoint_sha256"] = trained.sha256
             result.train_seconds = trained.recorded_train_seconds
             scores, artifacts = self._score(data, generator, trained.model, reference, settings,
-                                            records.artifact_stem(run, self.force))
+                                            records.artifact_stem(run, force))
         except Exception as exc:  # a plugin that raises fails only its own run
             records.record_failure(run, exc, info)
         else:
@@ -172,7 +172,7 @@ class GenerativeScorer:
             for name, value in scores.items():
                 setattr(result, name, value)
         run.duration_s = time.perf_counter() - started
-        return records.save(self.store, run, self.force, info.name, generator=info.name)
+        return records.save(self.store, run, force, info.name, generator=info.name)
 
     def _score(self, data: LoadedDataset, generator: Generator, model: nn.Module, reference: ReferenceClassifier,
                settings: GenerativeSettings, stem: str) -> tuple[dict[str, Any], dict[str, Path]]:

@@ -14,7 +14,7 @@ import copy
 import os
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -104,6 +104,12 @@ class ModelRecipe:
     probe: Callable[[nn.Module], ModelProbe] | None = None
 
 
+def recorded_probe(record: dict[str, Any] | None) -> ModelProbe | None:
+    """The probe the model cache keeps in a checkpoint's record (None: never probed)."""
+    probe = (record or {}).get("probe")
+    return ModelProbe.from_dict(probe) if isinstance(probe, dict) else None
+
+
 def freeze(model: nn.Module) -> nn.Module:
     """Eval mode and no weight gradients: attacks need input gradients only."""
     model.eval()
@@ -180,13 +186,16 @@ class Host:
             # Building counts too: a wrapping defense trains the model it wraps in build().
             train_seconds = None if built.cached else time.perf_counter() - started
             model = freeze(built.model)
+            verified = fingerprint(model)  # before the probe: a forward pass that changes the model is caught
             probe = None
             if recipe.probe is not None:
                 probe = recipe.probe(model)
+                recorded = recorded_probe(self.cache.record(recipe.key))
+                if recorded is not None and recorded.randomized_late:  # found random while judged, earlier
+                    probe = replace(probe, randomized=True, randomized_late=True)
                 self.cache.annotate(recipe.key, probe=probe.as_dict())
             self._models[recipe.key] = BuiltModel(model, recipe.key, built.sha256, recipe.params or {}, recipe.info,
-                                                  built.cached, probe, fingerprint(model), train_seconds,
-                                                  built.train_seconds)
+                                                  built.cached, probe, verified, train_seconds, built.train_seconds)
         return self._models[recipe.key]
 
     def forget(self, key: str) -> None:

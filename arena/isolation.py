@@ -150,7 +150,7 @@ def _attack_key(attack: Any) -> str:
 
 
 def release_workers() -> None:
-    """Close every idle worker (the runner does at the end of a run)."""
+    """Close every idle worker (a session does when its runs end)."""
     while _idle:
         _, (process, conn) = _idle.popitem()
         _retire(process, conn)

@@ -21,7 +21,7 @@ from .attack import Attack
 from .cache import atomic_write
 from .errors import InvalidInputError, LateRandomness
 from .evaluation import PLAIN, Evaluation, adaptive_evaluation, check_settings, evaluation_flags, plan as evaluations
-from .host import Host, LoadedDataset, arena_version
+from .host import Host, LoadedDataset, arena_version, recorded_probe
 from .integrity import CROSS_RUN_CODES, ModelProbe, cross_run_flags, run_flags
 from .judging import Pairing, Settings, evaluate
 from .plugins import PluginInfo
@@ -141,7 +141,7 @@ def compatible(attacks: list[PluginInfo], threats: list[ThreatModel],
     return pairs
 
 
-def plan(request: Request, host: Host, store: Store) -> list[Job]:
+def plan(request: Request, host: Host, store: Store, force: bool = False) -> list[Job]:
     """Training jobs and one job per pairing, for every seed; everything is checked first."""
     params = {name: dict(values) for name, values in request.params.items()}
     attack_infos = host.registry.resolve("attack", request.option("attacks", []))
@@ -174,20 +174,23 @@ def plan(request: Request, host: Host, store: Store) -> list[Job]:
         for defense_info in defense_infos:
             for attack_info, threat in pairs:
                 keys = PairingKeys(host, (defense_info, attack_info, threat), data, settings, params)
-                jobs += _training_jobs(host, keys, defense_info, data, settings, seen)
-                jobs.append(_pairing_job(host, store, keys, (defense_info, threat), settings, request))
+                overrides = dict(params.get(defense_info.name, {}))
+                jobs += _training_jobs(host, keys, (defense_info, overrides), data, settings, seen)
+                jobs.append(_pairing_job(host, store, keys, (defense_info, threat), settings, request, force))
     return jobs
 
 
-def _training_jobs(host: Host, keys: PairingKeys, defense_info: PluginInfo, data: LoadedDataset,
+def _training_jobs(host: Host, keys: PairingKeys, defense: tuple[PluginInfo, dict[str, Any]], data: LoadedDataset,
                    settings: Settings, seen: set[str]) -> list[Job]:
-    """The model-training jobs a pairing needs that no earlier job of the plan trains."""
+    """The model-training jobs a pairing needs that no earlier job of the plan trains
+    (``defense``: its plugin and the hyperparameters the user set)."""
+    defense_info, overrides = defense
     jobs = []
     if keys.defense_key not in seen:
         seen.add(keys.defense_key)
         jobs.append(Job(TRACK, "train-defense", keys.defense_key, f"train defense {defense_info.name} (seed "
                         f"{settings.seed})", {"dataset": data.info.name, "defense": defense_info.name,
-                                              "params": keys.defense_params, "seed": settings.seed},
+                                              "params": overrides, "seed": settings.seed},
                         stored=host.cache.record(keys.defense_key) is not None))
     if keys.attack.access == Access.ZERO_QUERY:
         architectures = tuple(keys.attack.surrogate_architectures())
@@ -200,12 +203,19 @@ def _training_jobs(host: Host, keys: PairingKeys, defense_info: PluginInfo, data
     return jobs
 
 
-def _pairing_job(host: Host, store: Store, keys: PairingKeys, pairing: tuple[PluginInfo, ThreatModel],
-                 settings: Settings, request: Request) -> Job:
-    defense_info, threat = pairing
-    record = host.cache.record(keys.defense_key)
-    probe = ModelProbe.from_dict(record["probe"]) if record and isinstance(record.get("probe"), dict) else None
+def expected(host: Host, keys: PairingKeys, settings: Settings) -> tuple[list[Evaluation], bool]:
+    """The evaluations a pairing stores as far as the model cache knows (its probe of the
+    defense model), and whether that is known (False: the model was never trained and probed,
+    and its plain evaluation is all a plan can say)."""
+    probe = recorded_probe(host.cache.record(keys.defense_key))
     chosen = evaluations(probe, keys.attack.access, settings.evaluation, settings.eot_samples, settings.decision_draws)
+    return chosen, probe is not None
+
+
+def _pairing_job(host: Host, store: Store, keys: PairingKeys, pairing: tuple[PluginInfo, ThreatModel],
+                 settings: Settings, request: Request, force: bool) -> Job:
+    defense_info, threat = pairing
+    chosen, known = expected(host, keys, settings)
     run_keys = tuple(keys.key(evaluation) for evaluation in chosen)
     needs = [keys.defense_key]
     if keys.attack.access == Access.ZERO_QUERY:
@@ -220,15 +230,15 @@ def _pairing_job(host: Host, store: Store, keys: PairingKeys, pairing: tuple[Plu
         "threat": [threat.norm, threat.eps, threat.targeted],
         "settings": asdict(settings),
     }
-    stored = not request.force and all(store.find_run(key) is not None for key in run_keys)
+    stored = not force and all(store.find_run(key) is not None for key in run_keys)
     label = f"{keys.attack_info.name} vs {defense_info.name} ({threat}, seed {settings.seed})"
-    return Job(TRACK, "evaluate", run_keys[0], label, spec, tuple(needs), stored, run_keys,
-               keys_final=probe is not None)
+    return Job(TRACK, "evaluate", run_keys[0], label, spec, tuple(needs), stored, run_keys, keys_final=known)
 
 
 def train(job: Job, host: Host) -> None:
-    """A training job: the model lands in the host and its cache. A failure is kept by the host
-    and recorded on every pairing that needs the model."""
+    """A training job: the model lands in the host and its cache. A failure is not recorded
+    here: every pairing that needs the model asks the host for it and records the failure
+    (in this process the host remembers it; another process tries once more)."""
     spec = job.spec
     data = host.dataset(spec["dataset"])
     try:
@@ -257,12 +267,14 @@ def execute(job: Job, host: Host, store: Store, force: bool) -> list[Outcome]:
     try:
         built = host.verified(defense_info, params.get(defense_info.name, {}), data, settings.seed)
     except Exception as exc:
-        run = _new_run(host, keys, defense_info, threat, settings, PLAIN)
-        if (existing := records.reused(store, run.key, force, label, **details, evaluation=PLAIN)) is not None:
+        # Stored under the first key the plan gave (the model cache may know the evaluations).
+        first = expected(host, keys, settings)[0][0]
+        run = _new_run(host, keys, defense_info, threat, settings, first)
+        if (existing := records.reused(store, run.key, force, label, **details, evaluation=first)) is not None:
             return [existing]
         records.record_failure(run, exc, defense_info)
         run.duration_s = time.perf_counter() - started
-        return [records.save(store, run, force, label, **details, evaluation=PLAIN)]
+        return [records.save(store, run, force, label, **details, evaluation=first)]
 
     details.update(train_seconds=built.train_seconds, model_cached=built.cached)
     adaptive = adaptive_evaluation(built.probe, keys.attack.access, settings.eot_samples, settings.decision_draws)

@@ -142,8 +142,6 @@ class Registry:
     warnings: list[str] = field(default_factory=list)
     #: Registered tracks by name (instances).
     tracks: dict[str, Track] = field(default_factory=dict)
-    #: Whether only the ``track.*`` entry points were loaded (:func:`load_tracks`).
-    tracks_only: bool = False
 
     def ordered_tracks(self) -> list[Track]:
         """The registered tracks, built-in ones first (by ``order``, then name)."""
@@ -297,7 +295,7 @@ def load_registry(extra: Iterable[tuple[object, Source]] = (), tracks_only: bool
     with ``tracks_only``, only the ``track.*`` entry points (:func:`load_tracks`)."""
     manager = pluggy.PluginManager(ENTRY_POINT_GROUP)
     manager.add_hookspecs(hookspecs)
-    registry = Registry(manager=manager, tracks_only=tracks_only)
+    registry = Registry(manager=manager)
     selected = _selected_packages()
     sources: dict[int, Source] = {}
     entry_points = _entry_points()
@@ -387,7 +385,87 @@ def load_tracks(needed: Iterable[str] = ()) -> Registry:
     return _TRACKS
 
 
+#: Where the hyperparameter defaults of the installed plugins are kept between commands.
+DEFAULTS_FILE = "plugin-defaults.json"
+
+
+def _installed_fingerprint() -> str:
+    """A hash of the installed entry points of group ``arena`` (package, version, name, target)."""
+    import hashlib
+    import json
+
+    described = sorted((ep.dist.name if ep.dist else "", ep.dist.version if ep.dist else "", ep.name, ep.value)
+                       for ep in _entry_points())
+    return hashlib.sha256(json.dumps([described, os.environ.get("ARENA_LOAD_PLUGINS")]).encode()).hexdigest()
+
+
+_DEFAULTS: dict[str, dict[str, Any]] | None = None
+
+
+def plugin_defaults(kind: str, name: str) -> dict[str, Any] | None:
+    """The hyperparameter defaults of the installed plugin ``name`` of ``kind`` (None: not
+    installed): what the labels of runs stored before runs recorded their plugins' defaults
+    are read against. Kept in ``$ARENA_HOME/plugin-defaults.json`` for the installed entry
+    points, so that reading commands load every plugin (torch included) only once after the
+    installed plugins change."""
+    global _DEFAULTS
+    if _DEFAULTS is None:
+        _DEFAULTS = _read_defaults()
+    key = f"{kind}:{name}"
+    if key not in _DEFAULTS:
+        _DEFAULTS = _write_defaults()
+    return _DEFAULTS.get(key)
+
+
+def _defaults_path() -> Any:
+    from .config import home
+
+    return home() / DEFAULTS_FILE
+
+
+def _read_defaults() -> dict[str, dict[str, Any]]:
+    import json
+
+    try:
+        stored = json.loads(_defaults_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError, ArenaError):
+        return {}
+    if not isinstance(stored, dict) or stored.get("fingerprint") != _installed_fingerprint():
+        return {}
+    defaults = stored.get("defaults")
+    return defaults if isinstance(defaults, dict) else {}
+
+
+def _write_defaults() -> dict[str, dict[str, Any]]:
+    """The defaults of every plugin of the full registry, written for the next command."""
+    import json
+
+    registry = get_registry()
+    defaults = {f"{info.kind}:{info.name}": _jsonable(info.cls.parameter_defaults()) for info in registry.all()}
+    try:
+        from .cache import atomic_write
+
+        text = json.dumps({"fingerprint": _installed_fingerprint(), "defaults": defaults}, default=str)
+        from pathlib import Path
+
+        atomic_write(_defaults_path(), lambda temporary: Path(temporary).write_text(text, encoding="utf-8"))
+    except (OSError, ArenaError):
+        pass  # a read-only home: the next command looks them up again
+    # Not installed: remembered as None for this process.
+    return _MissingDefaults(defaults)
+
+
+class _MissingDefaults(dict):
+    """Defaults by ``kind:name``; a plugin that is not installed has none (no second lookup)."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return super().get(key, default)
+
+
 def set_registry(registry: Registry | None) -> None:
     """Replace (or with ``None``, reset) the process-wide registry; for tests and embedding."""
-    global _REGISTRY, _TRACKS
-    _REGISTRY, _TRACKS = registry, None
+    global _REGISTRY, _TRACKS, _DEFAULTS
+    _REGISTRY, _TRACKS, _DEFAULTS = registry, None, None

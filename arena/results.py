@@ -38,7 +38,8 @@ def _defaults(registry: Registry | None, kind: str, name: str) -> dict[str, Any]
 
 
 def _recorded_defaults(run: Any, role: str) -> dict[str, Any] | None:
-    """The plugin's defaults as the run recorded them (runs stored since schema 0006 do)."""
+    """The plugin's defaults as the run recorded them (in ``provenance["plugin_defaults"]``;
+    runs stored by earlier versions have none)."""
     provenance = run.provenance if isinstance(run.provenance, dict) else {}
     recorded = provenance.get("plugin_defaults")
     defaults = recorded.get(role) if isinstance(recorded, dict) else None
@@ -234,21 +235,6 @@ def generative_row(run: Run, registry: Registry | None = None, defaults: Any = N
         "seed": run.seed,
         **_run_tail(run),
     }
-
-
-def generative_rows(
-    store: Store, registry: Registry | None = None, dataset: str | None = None, include_failed: bool = False,
-    history: bool = False,
-) -> list[dict[str, Any]]:
-    """Every current generative run (with ``history``, superseded ones too) as a flat row,
-    oldest first."""
-    runs = store.runs(track="generative", dataset=dataset, status=None if include_failed else "ok", history=history)
-    return [generative_row(run, registry) for run in runs]
-
-
-def result_row(run: Run, registry: Registry | None = None) -> dict[str, Any]:
-    """The flat record of a run of either built-in track."""
-    return generative_row(run, registry) if run.track == "generative" else robustness_row(run, registry)
 
 
 def track_row(run: Run) -> dict[str, Any]:

@@ -149,12 +149,14 @@ def _history_cell(name: str, value: Any) -> str:
 def generator_summary(outcomes: list[Any]) -> Table:
     """What `arena run` prints for the generators it scored."""
     table = _table("Generators", pad_edge=False, collapse_padding=True)
-    for name in ["run", "generator", "bits/dim", "FID", "prec.", "recall", "IS", "time", ""]:
+    seeded = len({outcome.run.seed for outcome in outcomes}) > 1  # a seed column for --seeds
+    for name in ["run", "generator", *["seed"] * seeded, "bits/dim", "FID", "prec.", "recall", "IS", "time", ""]:
         table.add_column(name, justify="left" if name in ("generator", "") else "right", no_wrap=True)
     for outcome in outcomes:
         run, result = outcome.run, outcome.run.generative
         table.add_row(
-            str(run.id), cell(result.generator), number(result.bits_per_dim), number(result.fid),
+            str(run.id), cell(result.generator), *[str(run.seed)] * seeded, number(result.bits_per_dim),
+            number(result.fid),
             number(result.precision, 2), number(result.recall, 2), number(result.inception_score),
             f"{run.duration_s:.1f}s", _note(outcome),
         )

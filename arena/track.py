@@ -8,7 +8,7 @@ leaderboard views. Nothing else in Arena lists the tracks.
 
 The flow of ``arena run``::
 
-    options --Track.request--> request --Track.plan--> [Job, ...] --Executor--> Track.execute(job)
+    options -> Request --Track.plan--> [Job, ...] --Executor--> Track.execute(job) --> Track.finish
         --> Host (datasets, trained models) --> Store (one Run per result) --> Track.rows / views
 
 A track module is imported by every command, those that only read results too, so it must not
@@ -35,7 +35,9 @@ class Job:
     the run key of the result for evaluation jobs (``keys`` lists every run it stores when it
     stores several, e.g. the adaptive and the plain evaluation of one pairing). ``keys_final``
     is false where the stored keys are decided by a job this one needs (e.g. whether a defense
-    model calls for an adaptive evaluation is known once it is trained and probed). ``needs``
+    model calls for an adaptive evaluation is known once it is trained and probed; a model found
+    random only while it is judged adds its adaptive evaluation even to a final job, and the
+    model cache keeps that finding for later plans). ``needs``
     are the keys of the jobs that must run first; ``stored`` says the result (or model) exists
     already, so running the job reuses it. ``spec`` is a JSON-able description that the track's
     :meth:`Track.execute` reads.
@@ -123,6 +125,9 @@ class Track:
     boards: ClassVar[tuple[str, ...]] = ()
     hint: ClassVar[str] = ""
     order: ClassVar[int] = 100
+    #: The ``arena run`` option that names plugins of each kind this track runs (``-p`` errors
+    #: point to it), e.g. ``{"attack": "-a"}``.
+    plugin_options: ClassVar[dict[str, str]] = {}
     metrics: ClassVar[tuple[str, ...]] = ()
     rank_by: ClassVar[str | None] = None
     higher_is_better: ClassVar[bool] = True

@@ -29,7 +29,7 @@ import torch
 from arena import ThreatModel, WhiteBox
 from arena.access import Access, ScoreOracle
 from arena.isolation import AttackWorker, release_workers
-from arena.runner import resolve_device
+from arena.host import resolve_device
 from arena.threat import check_adversarial
 from arena_plugins.attacks.fgsm import FGSM
 from arena_plugins.attacks.pgd import PGD

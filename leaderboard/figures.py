@@ -140,7 +140,7 @@ def picture_png(value: Any) -> bytes | None:
 def examples_png(path: str | Path, title: str = "") -> bytes:
     """Clean, adversarial and amplified perturbation for each example a run kept.
 
-    ``path`` is the safetensors file the runner writes (``index``, ``x``, ``x_adv``, ``label``,
+    ``path`` is the safetensors file `arena run` writes (``index``, ``x``, ``x_adv``, ``label``,
     ``adv_pred``). The perturbation is scaled per image so its largest pixel change reaches full
     contrast (grey is no change), which makes even a tiny eps visible.
 

@@ -1,4 +1,4 @@
-"""The runner's host duties: devices, the model cache, datasets, targets, worst-case scores."""
+"""The host's duties: devices, the model cache, datasets, targets, worst-case scores."""
 
 from __future__ import annotations
 

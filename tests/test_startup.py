@@ -43,3 +43,25 @@ def test_reading_commands_import_neither_torch_nor_plugins(arena, db):
 
 def test_head_revision_is_the_newest_migration():
     assert HEAD_REVISION == head_revision()
+
+
+def test_runs_without_recorded_defaults_are_labelled_after_one_full_load(arena, db, arena_home):
+    """Runs stored before runs recorded their plugins' defaults: the first reading command
+    loads every plugin to label them (and keeps the defaults in ARENA_HOME); later ones do not."""
+    import json
+    import sqlite3
+
+    ran = arena("run", "-a", "pgd", "-d", "standard", "--n", "20", "-p", "pgd.steps=3")
+    assert ran.exit_code == 0, ran.output + ran.stderr
+    labelled = arena.json("results", "--json")
+    path = db.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as conn:
+        for run_id, provenance in conn.execute("SELECT id, provenance FROM runs").fetchall():
+            stored = json.loads(provenance)
+            del stored["plugin_defaults"]
+            conn.execute("UPDATE runs SET provenance = ? WHERE id = ?", (json.dumps(stored), run_id))
+    (arena_home / "plugin-defaults.json").unlink(missing_ok=True)
+    assert "torch" in _imported("results", "--db", db)  # labels them from the installed plugins
+    assert _imported("results", "--db", db) == []  # and remembers their defaults
+    again = arena.json("results", "--json")
+    assert [row["attack_label"] for row in again] == [row["attack_label"] for row in labelled] == ["pgd(steps=3)"]

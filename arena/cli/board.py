@@ -20,7 +20,7 @@ from .common import count, db_option, emit, parse_eps, read_store, stdout, warn
 @click.option("--norm", type=click.Choice(["linf", "l2"]), default=None, help="Only this threat-model norm.")
 @click.option("--eps", "eps_text", default=None, metavar="E[,E2..]", help="Only these perturbation budgets.")
 @click.option("--track", default=None, metavar="TRACK",
-              help="Only this track's tables (default: all): robustness, attacks, generative, or a plugin's track.")
+              help="Only this track's tables (default: all); `arena plugins` lists the tracks.")
 # Flagged results are always counted now (marked ⚑); the option stays so that scripts keep working.
 @click.option("--include-flagged", is_flag=True, hidden=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "md", "csv", "json", "html"]), default="table",
@@ -42,14 +42,14 @@ def leaderboard(dataset, norm, eps_text, track, include_flagged, fmt, output, db
     tracks = _tracks(store)
     boards = sorted({board for t in tracks for board in t.board_names()})
     if track is not None and track not in boards:
-        raise InvalidInputError(f"--track {track!r}: choose one of {', '.join(boards)}")
+        raise click.BadParameter(f"{track!r} is not one of {', '.join(repr(b) for b in boards)}", param_hint="'--track'")
     board_views, shown = [], 0
     for current in tracks:
         if not filters.wants(current.board_names()):
             continue
         rows = [row for row in current.rows(store, RowQuery(dataset=dataset, norm=norm, eps=filters.eps))
                 if filters.matches(row)]
-        shown += len(rows) if current.name == "robustness" else 0
+        shown += len(rows)
         board_views += current.views(rows, store, fmt=fmt)
     board_views = filters.select(board_views)
     if fmt == "html":

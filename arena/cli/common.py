@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +10,7 @@ import click
 from ..console import OutputConsole
 from ..errors import InvalidInputError
 from ..text import markup
-from ..tracks.robustness import parse_eps  # noqa: F401  (the commands' --eps)
+from ..options import parse_eps  # noqa: F401  (the commands' --eps)
 
 if TYPE_CHECKING:
     from ..app import Arena
@@ -115,39 +114,6 @@ def parse_seeds(seed: int | None, text: str | None) -> list[int]:
             raise InvalidInputError(f"--seeds {text!r}: seed {value} is listed twice")
         seeds.append(value)
     return seeds
-
-
-_FLAGS = {"attack": "-a", "defense": "-d", "generator": "-g"}
-
-
-def check_params(registry: Registry, params: dict[str, dict[str, Any]], run: dict[str, list[str]]) -> None:
-    """Refuse, before any work, a ``-p`` that names no plugin of this run, or a value its plugin's
-    bounds refuse (the values the dataset decides are checked once it is loaded)."""
-    in_run = {}
-    for kind, names in run.items():
-        for info in registry.resolve(kind, names):
-            in_run.setdefault(info.name, info)
-    for name, values in params.items():
-        if name not in in_run:
-            raise InvalidInputError(_not_in_run(registry, name, next(iter(values)), sorted(in_run)))
-    for name, values in params.items():
-        in_run[name].create(values)
-
-
-def _not_in_run(registry: Registry, name: str, key: str, in_run: list[str]) -> str:
-    """Why ``-p name.key=...`` names no plugin of this run, and what the user may have meant."""
-    where = f"-p {name}.{key}"
-    listing = f"this run's plugins: {', '.join(in_run)}"
-    for kind, flag in _FLAGS.items():
-        if name in registry.plugins[kind]:
-            return f"{where}: {kind} {name!r} is not part of this run ({listing}): add {flag} {name}, or drop the -p"
-    if name in registry.plugins["dataset"]:
-        return f"{where}: {name!r} is a dataset; -p sets hyperparameters of this run's plugins ({listing})"
-    installed = sorted({n for kind in _FLAGS for n in registry.plugins[kind]})
-    close = difflib.get_close_matches(name, in_run, n=1, cutoff=0.5) or \
-        difflib.get_close_matches(name, installed, n=1, cutoff=0.5)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"{where}: no attack, defense or generator is named {name!r}{hint} ({listing}){registry.selection_hint()}"
 
 
 def count(n: int, noun: str) -> str:

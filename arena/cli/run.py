@@ -8,10 +8,9 @@ from typing import Any
 
 import click
 
-from ..errors import InvalidInputError
 from ..plugins import get_registry
 from ..text import markup
-from .common import SEVERITY_WORDS, check_params, db_option, parse_params, parse_seeds, stderr, stdout, warn_problems
+from .common import SEVERITY_WORDS, db_option, parse_params, parse_seeds, stderr, stdout, warn_problems
 
 
 #: The options every ``arena run`` has; the rest are the tracks' own.
@@ -32,18 +31,8 @@ def _run(**values: Any) -> None:
                       options=values)
     registry = get_registry()
     warn_problems(registry)
-    tracks = registry.ordered_tracks()
-    with Reporter(stderr) as reporter:
-        arena = session(common["db_url"], device, reporter=reporter, force=force,
-                        deterministic=common["deterministic"])
-        if any(track.incomplete(request) for track in tracks) or not arena.tracks(request):
-            raise InvalidInputError(arena.nothing_to_run())
-        named: dict[str, list[str]] = {}
-        for track in arena.tracks(request):
-            track.check(request)
-            for kind, names in track.plugins(request).items():
-                named.setdefault(kind, []).extend(names)
-        check_params(registry, dict(request.params), named)
+    with Reporter(stderr) as reporter, session(common["db_url"], device, reporter=reporter, force=force,
+                                                 deterministic=common["deterministic"]) as arena:
         if common["plan_only"]:
             _print_plan(arena.plan(request), common["as_json"])
             return

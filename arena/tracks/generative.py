@@ -9,7 +9,8 @@ import click
 
 from ..hookspecs import hookimpl
 from ..track import Job, Outcome, Request, Track
-from .robustness import _names, _registry_defaults
+from ..options import names_option
+from ..plugins import plugin_defaults
 
 if TYPE_CHECKING:
     from ..app import Arena
@@ -21,10 +22,11 @@ class GenerativeTrack(Track):
     summary = "Generators by sample quality under a reference classifier and by likelihood."
     hint = "--generator (e.g. arena run --generator vae)"
     order = 20
+    plugin_options = {"generator": "-g"}
 
     def options(self) -> list[click.Option]:
         return [
-            click.Option(["--generator", "-g", "generators"], multiple=True, metavar="NAME", callback=_names,
+            click.Option(["--generator", "-g", "generators"], multiple=True, metavar="NAME", callback=names_option,
                          help="Generator(s) to train and score (the generative track); 'all' for every one."),
             click.Option(["--samples"], type=int, default=1000, show_default=True,
                          help="Samples drawn from each generator."),
@@ -41,7 +43,7 @@ class GenerativeTrack(Track):
 
         scorer = arena.cached("generative-scorer")
         if scorer is None:
-            scorer = arena.cached("generative-scorer", GenerativeScorer(arena.host, arena.store, arena.force))
+            scorer = arena.cached("generative-scorer", GenerativeScorer(arena.host, arena.store))
         return scorer
 
     def plan(self, request: Request, arena: Arena) -> list[Job]:
@@ -54,25 +56,22 @@ class GenerativeTrack(Track):
         for seed in request.seeds:
             settings = GenerativeSettings(seed=seed, samples=request.option("samples", 1000),
                                           batch_size=request.batch_size)
-            if seed == request.seeds[0]:
-                for info in infos:  # bad hyperparameters fail before any work
-                    info.create(params.get(info.name))
             data = host.dataset(request.dataset)
             scorer.check(settings, infos, data, params)
             reference_key, _ = host.reference_key(data)
             record = host.cache.record(reference_key)
             if not any(job.key == reference_key for job in jobs):
                 jobs.append(Job(TRACK, "train-reference", reference_key, f"train the reference classifier of "
-                                f"{data.info.name}", {"dataset": data.info.name}, stored=record is not None))
+                                f"{data.info.name}", {"dataset": data.info.name, "seed": seed},
+                                stored=record is not None))
             for info in infos:
                 overrides = params.get(info.name, {})
-                _, gen_params, model_key = host.model_identity(info, overrides, data, seed)
                 key = None
                 if record is not None:  # the run key holds the reference's checkpoint hash
                     key, _, _ = scorer.identity(info, overrides, data, settings, record["sha256"])
                 spec = {"dataset": data.info.name, "generator": info.name, "params": overrides,
                         "settings": {"seed": seed, "samples": settings.samples, "batch_size": settings.batch_size}}
-                stored = key is not None and not request.force and arena.store.find_run(key) is not None
+                stored = key is not None and not arena.force and arena.store.find_run(key) is not None
                 jobs.append(Job(TRACK, "score", key, f"score generator {info.name} (seed {seed})", spec,
                                 (reference_key,), stored, (key,) if key else (), keys_final=key is not None))
         return jobs
@@ -86,7 +85,8 @@ class GenerativeTrack(Track):
             self._scorer(arena).reference(data)
             return []
         info = arena.host.registry.get("generator", spec["generator"])
-        return [self._scorer(arena).run(data, info, GenerativeSettings(**spec["settings"]), dict(spec["params"]))]
+        return [self._scorer(arena).run(data, info, GenerativeSettings(**spec["settings"]), dict(spec["params"]),
+                                        arena.force)]
 
     def report(self, outcomes: list[Outcome]) -> Any:
         from ..tables import generator_summary
@@ -96,7 +96,7 @@ class GenerativeTrack(Track):
     def row(self, run: Run) -> dict[str, Any]:
         from ..results import generative_row
 
-        return generative_row(run, defaults=_registry_defaults)
+        return generative_row(run, defaults=plugin_defaults)
 
     def command(self, row: Mapping[str, Any]) -> str | None:
         from arena_leaderboard.provenance import generative_command

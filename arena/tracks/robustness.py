@@ -11,38 +11,13 @@ import click
 
 from ..evaluation import CHOICES, DEFAULT_DECISION_DRAWS, DEFAULT_EOT_SAMPLES
 from ..hookspecs import hookimpl
+from ..options import eps_option, names_option
+from ..plugins import plugin_defaults
 from ..track import Job, Outcome, Request, RowQuery, Track
 
 if TYPE_CHECKING:
     from ..app import Arena
     from ..store import Run, Store
-
-
-def _eps(_ctx: click.Context, _param: click.Parameter, text: str | None) -> list[float] | None:
-    return parse_eps(text)
-
-
-def parse_eps(text: str | None) -> list[float] | None:
-    """``--eps 0.1,0.2`` as numbers (None when not given)."""
-    from ..errors import InvalidInputError
-
-    if text is None:
-        return None
-    values = []
-    for item in text.split(","):
-        item = item.strip()
-        try:
-            values.append(float(item))
-        except ValueError:
-            raise InvalidInputError(f"--eps {text!r}: {item!r} is not a number (use e.g. --eps 0.1,0.2)") from None
-    if not values:
-        raise InvalidInputError("--eps needs at least one value")
-    return values
-
-
-def _names(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> list[str]:
-    """Repeatable options that also accept comma-separated lists."""
-    return [item.strip() for value in values for item in value.split(",") if item.strip()]
 
 
 class RobustnessTrack(Track):
@@ -51,16 +26,17 @@ class RobustnessTrack(Track):
     boards = ("robustness", "attacks")
     hint = "--attack and --defense (e.g. arena run --attack fgsm --defense advtrain)"
     order = 10
+    plugin_options = {"attack": "-a", "defense": "-d"}
 
     def options(self) -> list[click.Option]:
         return [
-            click.Option(["--attack", "-a", "attacks"], multiple=True, metavar="NAME", callback=_names,
+            click.Option(["--attack", "-a", "attacks"], multiple=True, metavar="NAME", callback=names_option,
                          help="Attack(s) to run; 'all' for every one."),
-            click.Option(["--defense", "-d", "defenses"], multiple=True, metavar="NAME", callback=_names,
+            click.Option(["--defense", "-d", "defenses"], multiple=True, metavar="NAME", callback=names_option,
                          help="Defense(s) to attack; 'all' for every one."),
             click.Option(["--norm"], type=click.Choice(["linf", "l2"]), default=None,
                          help="Threat model norm (default: the dataset's)."),
-            click.Option(["--eps"], default=None, metavar="E[,E2..]", callback=_eps,
+            click.Option(["--eps"], default=None, metavar="E[,E2..]", callback=eps_option,
                          help="Perturbation budget(s) (default: the dataset's)."),
             click.Option(["--targeted"], is_flag=True,
                          help="Targeted attacks: the host picks a seeded target class per sample."),
@@ -101,7 +77,7 @@ class RobustnessTrack(Track):
     def plan(self, request: Request, arena: Arena) -> list[Job]:
         from ..pairings import plan
 
-        return plan(request, arena.host, arena.store)
+        return plan(request, arena.host, arena.store, arena.force)
 
     def execute(self, job: Job, arena: Arena) -> list[Outcome]:
         from ..pairings import execute, train
@@ -123,8 +99,8 @@ class RobustnessTrack(Track):
             for outcome in outcomes:
                 if outcome.ok and not outcome.reused:
                     check_run(arena, arena.store.get_run(outcome.run.id))
-        for outcome in outcomes:  # flags may have changed since the run was stored
-            outcome.run = arena.store.get_run(outcome.run.id) or outcome.run
+            for outcome in outcomes:  # with the flags the checks added
+                outcome.run = arena.store.get_run(outcome.run.id) or outcome.run
         return outcomes
 
     def report(self, outcomes: list[Outcome]) -> Any:
@@ -137,13 +113,13 @@ class RobustnessTrack(Track):
     def row(self, run: Run) -> dict[str, Any]:
         from ..results import robustness_row
 
-        return robustness_row(run, defaults=_registry_defaults)
+        return robustness_row(run, defaults=plugin_defaults)
 
     def rows(self, store: Store, query: RowQuery = RowQuery()) -> list[dict[str, Any]]:
         from ..results import robustness_rows
 
         return robustness_rows(store, None, dataset=query.dataset, include_failed=query.include_failed,
-                               norm=query.norm, eps=query.eps, history=query.history, defaults=_registry_defaults)
+                               norm=query.norm, eps=query.eps, history=query.history, defaults=plugin_defaults)
 
     def command(self, row: Mapping[str, Any]) -> str | None:
         from arena_leaderboard.provenance import robustness_command
@@ -186,18 +162,6 @@ def _model_record(home: Any, key: str) -> dict[str, Any] | None:
     try:
         return json.loads((home / "models" / f"{key}.json").read_text())
     except (OSError, ValueError):
-        return None
-
-
-def _registry_defaults(kind: str, name: str) -> dict[str, Any] | None:
-    """A plugin's hyperparameter defaults from the full registry: only for rows stored before
-    runs recorded their plugins' defaults (loads every plugin, once)."""
-    from ..errors import ArenaError
-    from ..plugins import get_registry
-
-    try:
-        return get_registry().get(kind, name).cls.parameter_defaults()
-    except ArenaError:
         return None
 
 

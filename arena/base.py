@@ -35,6 +35,9 @@ class Plugin:
     #: What each hyperparameter accepts, by name: :class:`~arena.Range` or :class:`~arena.Choice`.
     #: A subclass's entries are added to (and override) those of its base classes.
     bounds: ClassVar[dict[str, Bound]] = {}
+    #: Whether ``all`` (``-a all``, ``-g all``, ...) selects the plugin; baselines say no and run
+    #: only when named.
+    in_all: ClassVar[bool] = True
 
     @classmethod
     def parameter_defaults(cls) -> dict[str, Any]:

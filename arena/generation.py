@@ -31,6 +31,8 @@ from .generative_metrics import (
     uniform_bits_per_dim,
 )
 from .generator import Generator
+from . import generative_checks as checks
+from .generative_checks import RealSets
 from .images import save_grid
 from .host import Host, LoadedDataset, arena_version
 from .plugins import PluginInfo
@@ -84,6 +86,7 @@ class GenerativeScorer:
         self.store = store
         self._references: dict[str, ReferenceClassifier] = {}
         self._reference_features: dict[str, np.ndarray] = {}
+        self._real: dict[str, RealSets] = {}
 
     # -- the reference classifier ---------------------------------------------------------------
 
@@ -103,6 +106,14 @@ class GenerativeScorer:
             self._reference_features[data.info.name] = features
         return self._reference_features[data.info.name]
 
+    def real(self, data: LoadedDataset) -> RealSets:
+        """The dataset's real images as the held-out and memorisation checks need them."""
+        if data.info.name not in self._real:
+            test_features, _ = self.reference(data).embed(data.splits.x_test)
+            self._real[data.info.name] = RealSets.of(self.reference_features(data), test_features,
+                                                     data.splits.x_train, data.splits.x_test)
+        return self._real[data.info.name]
+
     # -- plan and jobs --------------------------------------------------------------------------
 
     def check(self, settings: GenerativeSettings, infos: list[PluginInfo], data: LoadedDataset,
@@ -118,9 +129,11 @@ class GenerativeScorer:
             self.host.model_identity(info, params.get(info.name, {}), data, settings.seed)
 
     def identity(self, info: PluginInfo, overrides: dict[str, Any], data: LoadedDataset,
-                 settings: GenerativeSettings, classifier_sha256: str) -> tuple[str, str, str]:
+                 settings: GenerativeSettings, classifier_key: str) -> tuple[str, str, str]:
         """The run key, its lineage and the generator's model key. The identity without the
-        generator's code hashes to the lineage; the model key in the run's key adds it."""
+        generator's code hashes to the lineage; the model key in the run's key adds it. The
+        reference classifier enters by its model key (recipe, dataset, seed), not by its
+        checkpoint's bytes."""
         _, _, model_key = self.host.model_identity(info, overrides, data, settings.seed)
         identity = {
             "track": TRACK,
@@ -128,7 +141,7 @@ class GenerativeScorer:
             "samples": settings.samples,
             "batch_size": settings.batch_size,
             "seed": settings.seed,
-            "classifier_sha256": classifier_sha256,
+            "classifier_key": classifier_key,
             "metrics": METRICS,
             "arena": arena_version(),
         }
@@ -141,7 +154,8 @@ class GenerativeScorer:
         started = time.perf_counter()
         generator, gen_params, _ = self.host.model_identity(info, overrides, data, settings.seed)
         reference = self.reference(data)
-        key, lineage, model_key = self.identity(info, overrides, data, settings, reference.sha256)
+        classifier_key, _ = self.host.reference_key(data)
+        key, lineage, model_key = self.identity(info, overrides, data, settings, classifier_key)
         if (existing := records.reused(self.store, key, force, info.name, generator=info.name)) is not None:
             return existing
         device = self.host.device
@@ -152,7 +166,7 @@ class GenerativeScorer:
             generator_params=gen_params, model_key=model_key, likelihood_kind=generator.likelihood, likelihoods={},
             uniform_bits_per_dim=uniform_bits_per_dim(data.plugin.levels), samples_n=settings.samples,
             reference_n=len(data.splits.x_train), classifier_sha256=reference.sha256,
-            classifier_accuracy=reference.test_accuracy,
+            classifier_accuracy=reference.test_accuracy, classifier_key=classifier_key,
         )
         run.generative = result
         run.provenance = records.provenance(device, data, {"generator": info}, seed=settings.seed,
@@ -171,6 +185,7 @@ class GenerativeScorer:
             run.artifacts = {name: str(path) for name, path in artifacts.items()}
             for name, value in scores.items():
                 setattr(result, name, value)
+            run.flags = [flag.as_dict() for flag in checks.flags(scores)]
         run.duration_s = time.perf_counter() - started
         return records.save(self.store, run, force, info.name, generator=info.name)
 
@@ -179,22 +194,33 @@ class GenerativeScorer:
         scores: dict[str, Any] = {}
         if generator.likelihood is not None:
             scores.update(self._likelihood(data, generator, model, settings))
+            # The same on as many training images: a gap to the test split is a sign of overfitting.
+            seen = data.splits.x_train[: len(data.splits.x_test)]
+            scores["bits_per_dim_train"] = self._likelihood(data, generator, model, settings, seen)["bits_per_dim"]
         started = time.perf_counter()
         samples = self._samples(data, generator, model, settings)
         scores["sample_seconds"] = time.perf_counter() - started
         features, probabilities = reference.embed(samples)
         quality = sample_quality(self.reference_features(data), features, probabilities, settings.seed)
         scores.update(vars(quality))
+        real = self.real(data)
+        scores.update(checks.held_out_scores(real, features, probabilities, settings.seed))
+        scores.update(checks.memorisation(real, features, samples))
+        scores["noise_fid_test"] = checks.noise_fid(real, reference.embed, settings.samples, data.plugin.shape,
+                                                    data.plugin.levels, settings.seed)
         runs = self.host.home / "runs"
-        artifacts = {"samples": save_grid(samples[:GRID_SAMPLES], GRID_COLUMNS, runs / f"{stem}-samples.png")}
+        artifacts = {"samples": save_grid(samples[:GRID_SAMPLES], GRID_COLUMNS, runs / f"{stem}-samples.png"),
+                     "neighbours": checks.neighbours_picture(real, samples, data.splits.x_train,
+                                                             runs / f"{stem}-neighbours.png")}
         if generator.completes():
             artifacts["completions"] = self._completions(data, generator, model, settings, runs / f"{stem}-completions.png")
         return scores, artifacts
 
     def _likelihood(self, data: LoadedDataset, generator: Generator, model: nn.Module,
-                    settings: GenerativeSettings) -> dict[str, Any]:
-        """Every likelihood estimate on the test split in bits/dim; the tightest is the headline."""
-        x_test = data.splits.x_test
+                    settings: GenerativeSettings, images: torch.Tensor | None = None) -> dict[str, Any]:
+        """Every likelihood estimate on the test split (or ``images``) in bits/dim; the
+        tightest is the headline."""
+        x_test = data.splits.x_test if images is None else images
         pieces: dict[str, list[torch.Tensor]] = {}
         torch.manual_seed(settings.seed)
         with torch.no_grad():

@@ -22,6 +22,10 @@ DENSITY_COVERAGE_K = 5
 #: Bootstrap resamples behind the FID interval, and its coverage.
 FID_BOOTSTRAP = 200
 FID_INTERVAL = 0.95
+#: KID over random subsets, as torch-fidelity reports it: how many, and at most how many rows
+#: of each set per subset (fewer when a set is smaller).
+KID_SUBSETS = 100
+KID_SUBSET_SIZE = 1000
 
 
 def bits_per_dim(log_likelihood: np.ndarray, dims: int) -> float:
@@ -66,8 +70,9 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 
 
 def fid(real: np.ndarray, fake: np.ndarray) -> float:
-    """FID between two sets of feature rows."""
-    return frechet_distance(*gaussian_statistics(real), *gaussian_statistics(fake))
+    """FID between two sets of feature rows (never below 0: a distance, whatever the float
+    rounding of identical sets)."""
+    return max(0.0, frechet_distance(*gaussian_statistics(real), *gaussian_statistics(fake)))
 
 
 def fid_interval(
@@ -113,6 +118,56 @@ def kernel_inception_distance(real: np.ndarray, fake: np.ndarray) -> float:
     return float(within_real + within_fake - 2 * k_xy.mean())
 
 
+def kid_subsets(real: np.ndarray, fake: np.ndarray, seed: int, subsets: int = KID_SUBSETS,
+                size: int = KID_SUBSET_SIZE) -> tuple[float, float]:
+    """KID as torch-fidelity reports it (``kid_subsets``, ``kid_subset_size``): the unbiased
+    MMD² of :func:`kernel_inception_distance` on ``subsets`` pairs of random subsets of
+    ``min(size, len(real), len(fake))`` rows of each set, drawn without replacement; the mean
+    and the (population) standard deviation over the subsets.
+
+    The kernel matrices are computed once over the whole sets and each subset's sums read from
+    them, which gives the same numbers as computing each subset's kernels afresh.
+    """
+    real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+    m = min(size, len(real), len(fake))
+    if m < 2:
+        raise ValueError("KID needs at least two real and two generated feature rows")
+    kernel = dict(degree=3, gamma=1.0 / real.shape[1], coef0=1.0)
+    k_xx = polynomial_kernel(real, real, **kernel)
+    k_yy = polynomial_kernel(fake, fake, **kernel)
+    k_xy = polynomial_kernel(real, fake, **kernel)
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(subsets):
+        i = rng.choice(len(real), m, replace=False)
+        j = rng.choice(len(fake), m, replace=False)
+        xx, yy = k_xx[np.ix_(i, i)], k_yy[np.ix_(j, j)]
+        within = (xx.sum() - np.trace(xx) + yy.sum() - np.trace(yy)) / (m * (m - 1))
+        values.append(within - 2 * k_xy[np.ix_(i, j)].mean())
+    return float(np.mean(values)), float(np.std(values))
+
+
+def unauthentic_share(train: np.ndarray, candidates: np.ndarray) -> float:
+    """The share of ``candidates`` that are not authentic in the sense of Alaa et al. (2022,
+    "How Faithful is your Synthetic Data?", §3.3): a row is a copy of its nearest training row
+    when it lies closer to it than that training row's own nearest other training row does.
+
+    Computed for generated images and, as the reference, for held-out real images: a generator
+    that memorises its training data scores well above what held-out data scores."""
+    train, candidates = np.asarray(train, np.float64), np.asarray(candidates, np.float64)
+    within = pairwise_distances(train, train)
+    np.fill_diagonal(within, np.inf)
+    own = within.min(axis=1)  # each training row's distance to its nearest other training row
+    distances = pairwise_distances(candidates, train)
+    nearest = distances.argmin(axis=1)
+    return float((distances[np.arange(len(candidates)), nearest] < own[nearest]).mean())
+
+
+def nearest_training(train: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """For each candidate row, the index of its nearest training row."""
+    return pairwise_distances(np.asarray(candidates, np.float64), np.asarray(train, np.float64)).argmin(axis=1)
+
+
 def nearest_neighbour_radii(features: np.ndarray, k: int) -> np.ndarray:
     """The distance from each row to its k-th nearest other row."""
     distances = pairwise_distances(features, features)
@@ -139,11 +194,13 @@ def density_coverage(real: np.ndarray, fake: np.ndarray, k: int = DENSITY_COVERA
 
     Density: Σ_j Σ_i 1[y_j ∈ B(x_i, NND_k(x_i))] / (k M), how many real balls hold each generated
     row on average (1 when the distributions match). Coverage: the fraction of real balls that
-    hold at least one generated row.
+    hold at least one generated row. The balls are open (distance < radius), as in the authors'
+    ``prdc`` package: a generated copy of a real row does not count for the balls it sits on
+    the edge of.
     """
     real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
     radii = nearest_neighbour_radii(real, k)
-    inside = pairwise_distances(real, fake) <= radii[:, None]
+    inside = pairwise_distances(real, fake) < radii[:, None]
     density = inside.sum() / (k * len(fake))
     coverage = inside.any(axis=1).mean()
     return float(density), float(coverage)
@@ -166,7 +223,9 @@ class SampleQuality:
     fid: float
     fid_low: float
     fid_high: float
+    #: KID: mean and standard deviation over subsets (:func:`kid_subsets`).
     kid: float
+    kid_std: float
     precision: float
     recall: float
     density: float
@@ -185,11 +244,13 @@ def _sample_quality(real: np.ndarray, fake: np.ndarray, fake_probabilities: np.n
     low, high = fid_interval(real, fake, seed)
     precision, recall = precision_recall(real, fake)
     density, coverage = density_coverage(real, fake)
+    kid, kid_std = kid_subsets(real, fake, seed)
     return SampleQuality(
         fid=fid(real, fake),
         fid_low=low,
         fid_high=high,
-        kid=kernel_inception_distance(real, fake),
+        kid=kid,
+        kid_std=kid_std,
         precision=precision,
         recall=recall,
         density=density,

@@ -358,7 +358,14 @@ class Host:
             return build_reference(data.plugin.shape, data.plugin.classes).to(self.device)
 
         def train(model: nn.Module) -> Any:
-            return fit_classifier(model, data.splits, Recipe(**recipe), seed=REFERENCE_SEED, reporter=self.reporter,
-                                  description=f"training the reference classifier of {data.info.name}")
+            # On one thread: the weights then do not depend on how many threads the caller has
+            # (float sums in another order), so neither do the scores it defines.
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                return fit_classifier(model, data.splits, Recipe(**recipe), seed=REFERENCE_SEED, reporter=self.reporter,
+                                      description=f"training the reference classifier of {data.info.name}")
+            finally:
+                torch.set_num_threads(threads)
 
         return self.model(ModelRecipe(key, "reference", data.info.name, build, train, identity))

@@ -208,10 +208,12 @@ class Registry:
                 "(unset it to load every installed package)")
 
     def resolve(self, kind: str, names: Iterable[str]) -> list[PluginInfo]:
-        """Look up names in order; ``all`` expands to every plugin of the kind."""
+        """Look up names in order; ``all`` expands to every plugin of the kind but those that
+        run only when named (``in_all = False``: baselines)."""
         result: list[PluginInfo] = []
         for name in names:
-            infos = [self.get(kind, n) for n in self.names(kind)] if name == "all" else [self.get(kind, name)]
+            infos = ([self.get(kind, n) for n in self.names(kind) if self.plugins[kind][n].cls.in_all]
+                     if name == "all" else [self.get(kind, name)])
             result.extend(i for i in infos if i not in result)
         return result
 

@@ -17,11 +17,11 @@ from .text import cell
 
 
 def pct(value: float | None) -> str:
-    return "—" if value is None else f"{100 * value:.1f}%"
+    return "—" if value is None else f"{100 * value + 0.0:.1f}%"  # + 0.0: never "-0.0%"
 
 
 def number(value: float | None, digits: int = 3) -> str:
-    return "—" if value is None else f"{value:.{digits}g}"
+    return "—" if value is None else f"{value + 0.0:.{digits}g}"
 
 
 def seconds(value: float | None) -> str:
@@ -150,13 +150,15 @@ def generator_summary(outcomes: list[Any]) -> Table:
     """What `arena run` prints for the generators it scored."""
     table = _table("Generators", pad_edge=False, collapse_padding=True)
     seeded = len({outcome.run.seed for outcome in outcomes}) > 1  # a seed column for --seeds
-    for name in ["run", "generator", *["seed"] * seeded, "bits/dim", "FID", "prec.", "recall", "IS", "time", ""]:
+    for name in ["run", "generator", *["seed"] * seeded, "bits/dim", "FID", "FID test", "coverage", "copies",
+                 "prec.", "recall", "IS", "time", ""]:
         table.add_column(name, justify="left" if name in ("generator", "") else "right", no_wrap=True)
     for outcome in outcomes:
         run, result = outcome.run, outcome.run.generative
         table.add_row(
             str(run.id), cell(result.generator), *[str(run.seed)] * seeded, number(result.bits_per_dim),
-            number(result.fid),
+            number(result.fid), number(result.fid_test), number(result.coverage_test, 2),
+            pct(result.memorised_pixels),
             number(result.precision, 2), number(result.recall, 2), number(result.inception_score),
             f"{run.duration_s:.1f}s", _note(outcome),
         )

@@ -107,6 +107,8 @@ def generative_command(row: Mapping[str, Any]) -> str:
     provenance = row.get("provenance") or {}
     args = ["arena", "run", "-g", row["generator"], *_common_options(row, provenance),
             "--samples", str(row["samples"])]
+    if provenance.get("batch_size") is not None:  # part of the key: it changes the sampling batches
+        args += ["--batch-size", str(provenance["batch_size"])]
     args += _param_options(row["generator"], row.get("generator_params"))
     return shlex.join(args)
 

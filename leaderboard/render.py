@@ -106,6 +106,8 @@ class View:
 def format_value(value: Any, kind: str) -> str:
     if value is None:
         return "—"
+    if isinstance(value, float) and value == 0:
+        value = 0.0  # never "-0"
     if kind == "percent":
         return f"{100 * value:.1f}%"
     if kind == "number":

@@ -143,23 +143,51 @@ def test_generative_track_end_to_end(generative, reference, arena_home, monkeypa
         assert trained[name]["fid_high"] < min(untrained[name]["fid_low"], noise_fid), name
         assert trained[name]["inception_score"] > 2.5, name
 
-    # The leaderboard ranks by FID under one classifier; results and show cover the runs.
+    # The leaderboard ranks by FID against the test split under one classifier, the flagged
+    # results (untrained copies no better than noise) listed unranked; results and show cover the runs.
     boards = json.loads(_invoke(arena_home, "leaderboard", "--format", "json", "--db", url).stdout)
     (board,) = [b for b in boards if b["table"] == "generators"]
-    assert board["dataset"] == "digits" and board["classifier_sha256"] == trained["vae"]["classifier_sha256"]
-    fids = [entry["fid"] for entry in board["entries"]]
-    assert fids == sorted(fids) and len(fids) == 2 * len(GENERATORS)
-    assert [e["rank"] for e in board["entries"]] == list(range(1, len(fids) + 1))
+    assert board["dataset"] == "digits" and board["classifier_key"] == trained["vae"]["classifier_key"]
+    assert board["samples"] == SAMPLES and len(board["entries"]) == 2 * len(GENERATORS)
+    ranked = [entry for entry in board["entries"] if entry["rank"] is not None]
+    assert [e["rank"] for e in ranked] == list(range(1, len(ranked) + 1))
+    assert [e["fid_test"] for e in ranked] == sorted(e["fid_test"] for e in ranked)
+    assert all(e["suspect"] and e["flags"] for e in board["entries"] if e["rank"] is None)
+    assert {e["run_id"] for e in ranked} >= {trained[name]["run_id"] for name in GENERATORS}
     vae = next(e for e in board["entries"] if e["run_id"] == trained["vae"]["run_id"])
-    assert vae["likelihood"] == "bound" and set(vae["likelihoods"]) == {"elbo", "iwae-100"} and vae["fid_interval"]
+    assert vae["likelihood"] == "bound" and set(vae["likelihoods"]) == {"elbo", "iwae-100"} and vae["fid_test_interval"]
     markdown = _invoke(arena_home, "leaderboard", "--format", "md", "--db", url).stdout
-    assert "| # | generator | bits/dim | kind | FID | 95% CI | KID | prec. | recall | IS |" in markdown
-    assert "Generators — digits · reference classifier" in _invoke(arena_home, "leaderboard", "--db", url).stdout
+    assert ("| # | generator | bits/dim | kind | FID test | 95% CI | FID train | KID test | prec. | recall | density | "
+            "coverage | copies | IS |") in markdown
+    assert "Generators — digits · n=200 · reference classifier" in _invoke(arena_home, "leaderboard", "--db", url).stdout
     shown = _invoke(arena_home, "show", str(trained["pixelcnn"]["run_id"]), "--db", url).stdout
-    assert "classifier_sha256" in shown and "bits_per_dim" in shown
+    assert "classifier_sha256" in shown and "bits_per_dim" in shown and "Training" in shown
     assert f"Image (completions): {trained['pixelcnn']['artifacts']['completions']}" in shown
     listing = _invoke(arena_home, "results", "--db", url).stdout
     assert "Stored generative results" in listing and "image-transformer" in listing
+
+    # The baselines: the memoriser (exact copies, and with light noise) holds the best FID
+    # against the training split and ranks nowhere; uniform noise is beaten by every trained
+    # generator against the test split; no trained generator is flagged as memorised.
+    for args in (["-g", "memorizer,uniform"], ["-g", "memorizer", "-p", "memorizer.noise=0.05"]):
+        ran = _invoke(arena_home, "run", *args, "--samples", str(SAMPLES), "--db", url)
+        assert ran.exit_code == 0, ran.output + ran.stderr
+    rows = json.loads(_invoke(arena_home, "results", "--json", "--db", url).stdout)
+    baselines = {r["generator_label"]: r for r in rows if r["generator"] in ("memorizer", "uniform")}
+    copies, noisy, uniform = baselines["memorizer"], baselines["memorizer(noise=0.05)"], baselines["uniform"]
+    for memoriser in (copies, noisy):
+        assert "memorised" in [flag["code"] for flag in memoriser["flags"]], memoriser["flags"]
+        assert memoriser["memorised_pixels"] > memoriser["heldout_memorised_pixels"] + 0.3
+    assert copies["fid"] < min(r["fid"] for r in rows if r["generator"] not in ("memorizer", "uniform"))
+    for name in GENERATORS:
+        assert trained[name]["fid_test"] < uniform["fid_test"], name
+        assert "memorised" not in [flag["code"] for flag in trained[name]["flags"]], name
+        assert trained[name]["memorised_pixels"] < trained[name]["heldout_memorised_pixels"], name
+    boards = json.loads(_invoke(arena_home, "leaderboard", "--format", "json", "--db", url).stdout)
+    (board,) = [b for b in boards if b["table"] == "generators"]
+    unranked = {e["generator"] for e in board["entries"] if e["rank"] is None}
+    assert {"memorizer", "memorizer(noise=0.05)", "uniform"} <= unranked
+    assert "--batch-size" in copies["command"]
 
     # The same command again trains and samples nothing.
     registry = load_registry()
@@ -222,3 +250,21 @@ def test_a_generator_that_breaks_the_contract_fails_only_its_own_run(arena):
     rows = {r["generator"]: r for r in json.loads(arena("results", "--json").stdout)}
     assert rows["improper"]["status"] == "refused" and rows["vae"]["status"] == "ok"
     assert np.isfinite(rows["vae"]["fid"])
+
+
+def test_reference_classifier_is_the_same_whatever_the_thread_count(tmp_path):
+    """Trained on one thread whatever the caller's setting: one checkpoint, one identity, so
+    results that agree in everything but the thread count land in one table."""
+    identities = []
+    threads = torch.get_num_threads()
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            host = Host(load_registry(), tmp_path / f"home-{count}", reporter=quiet())
+            data = host.dataset("digits")
+            built = host.reference(data)
+            assert torch.get_num_threads() == count  # restored after training
+            identities.append((built.key, built.sha256, host.reference_key(data)[0]))
+    finally:
+        torch.set_num_threads(threads)
+    assert identities[0] == identities[1]

@@ -20,9 +20,12 @@ from arena.generative_metrics import (
     fid_interval,
     inception_score,
     kernel_inception_distance,
+    kid_subsets,
     precision_recall,
+    unauthentic_share,
     uniform_bits_per_dim,
 )
+from arena_leaderboard.render import format_value
 from arena_plugins.datasets.digits import Digits
 
 
@@ -130,6 +133,52 @@ def test_precision_recall_density_coverage_match_prdc(k):
     assert (precision, recall) == pytest.approx((peer["precision"], peer["recall"]), abs=1e-12)
     assert (density, coverage) == pytest.approx((peer["density"], peer["coverage"]), abs=1e-12)
     assert precision_recall(real, real, k=k) == (1.0, 1.0)
+
+
+def test_density_and_coverage_of_copied_real_rows_match_prdc():
+    """Ties: generated rows that are copies of real rows sit on the edge of no ball but their
+    own; prdc's open balls (<) give density 1 here, where closed ones (<=) counted more."""
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(200, 6))
+    fake = real[rng.integers(0, 200, 150)]
+    peer = prdc.compute_prdc(real_features=real, fake_features=fake, nearest_k=5)
+    assert density_coverage(real, fake, k=5) == pytest.approx((peer["density"], peer["coverage"]), abs=1e-12)
+
+
+def test_kid_over_subsets_is_the_mmd_of_each_subset():
+    rng = np.random.default_rng(1)
+    real, fake = rng.normal(size=(120, 5)), rng.normal(0.3, 1.0, size=(80, 5))
+    # Subsets as large as the smaller set, drawn without replacement, of equal sets: every
+    # subset is the whole set reordered, so each gives the full-set estimate.
+    mean, std = kid_subsets(real[:80], fake, seed=0, subsets=5, size=1000)
+    assert mean == pytest.approx(kernel_inception_distance(real[:80], fake), rel=1e-12) and std < 1e-12
+    # Smaller subsets: the mean and spread of the estimates of independently drawn subsets.
+    mean, std = kid_subsets(real, fake, seed=3, subsets=40, size=30)
+    draws = np.random.default_rng(3)
+    direct = []
+    for _ in range(40):
+        i, j = draws.choice(120, 30, replace=False), draws.choice(80, 30, replace=False)
+        direct.append(kernel_inception_distance(real[i], fake[j]))
+    assert (mean, std) == pytest.approx((np.mean(direct), np.std(direct)), rel=1e-10)
+
+
+def test_unauthentic_share_closed_form():
+    """Training points on a line 0, 1, 3 (nearest-neighbour distances 1, 1, 2): a candidate is a
+    copy when closer to its nearest training point than that point's own neighbour."""
+    train = np.array([[0.0], [1.0], [3.0]])
+    candidates = np.array([[0.2], [0.6], [2.5], [3.9], [5.5]])
+    # 0.2 -> 0 at 0.2 < 1: copy; 0.6 -> 1 at 0.4 < 1: copy; 2.5 -> 3 at 0.5 < 2: copy;
+    # 3.9 -> 3 at 0.9 < 2: copy; 5.5 -> 3 at 2.5: not a copy.
+    assert unauthentic_share(train, candidates) == pytest.approx(4 / 5)
+    assert unauthentic_share(train, train) == 1.0 and unauthentic_share(train, np.array([[10.0]])) == 0.0
+
+
+def test_fid_is_never_negative_and_never_printed_as_minus_zero():
+    features = np.random.default_rng(2).normal(size=(50, 4))
+    for shift in (0.0, 1e-9):  # identical sets: float rounding alone, of either sign
+        value = fid(features, features + shift)
+        assert 0.0 <= value < 1e-9 and math.copysign(1, value) == 1
+    assert format_value(-0.0, "number") == "0" and format_value(-0.0, "percent") == "0.0%"
 
 
 def test_inception_score_closed_forms():

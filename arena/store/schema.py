@@ -204,12 +204,42 @@ class GenerativeResult(Base):
     inception_score: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
     train_seconds: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
     sample_seconds: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
+    # Schema 0007 (NULL in older rows): KID's spread over subsets; every score against the test
+    # split too; memorisation; a noise baseline; the reference classifier's model key.
+    kid_std: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
+    #: Real images of the test split the ``*_test`` scores compare with.
+    test_n: Mapped[int | None] = mapped_column(CheckedInteger, nullable=True)
+    fid_test: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
+    fid_test_low: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
+    fid_test_high: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
+    kid_test: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
+    kid_test_std: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
+    precision_test: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
+    recall_test: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
+    density_test: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
+    coverage_test: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
+    #: Bits/dim on as many training images as the test split has (the first ones): the
+    #: train-vs-test likelihood gap of a likelihood model.
+    bits_per_dim_train: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
+    #: Share of samples that are copies of a training image (Alaa et al. 2022's authenticity,
+    #: see :func:`arena.generative_metrics.unauthentic_share`), in the reference classifier's
+    #: feature space and in pixel space; ``heldout_*``: the same share for the test images.
+    memorised: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
+    memorised_pixels: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
+    heldout_memorised: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
+    heldout_memorised_pixels: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
+    #: FID against the test split of as many uniform-noise images on the pixel levels.
+    noise_fid_test: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
+    #: The reference classifier's model key (its recipe, dataset and seed): what identifies the
+    #: scores' feature space; ``classifier_sha256`` records its checkpoint's bytes.
+    classifier_key: Mapped[str | None] = mapped_column(CheckedString(64), nullable=True)
 
     run: Mapped[Run] = relationship(back_populates="generative")
 
     __table_args__ = (
         Index("ix_generative_classifier", "classifier_sha256"),
         Index("ix_generative_model_key", "model_key"),
+        Index("ix_generative_classifier_key", "classifier_key"),
     )
 
 

@@ -111,7 +111,15 @@ class GenerativeTrack(Track):
     def views(self, rows: list[dict[str, Any]], store: Store, *, fmt: str = "table") -> list[Any]:
         from arena_leaderboard import generative_views
 
-        return generative_views(rows)
+        return generative_views(rows, examples=fmt == "html")
+
+    def details(self, run: Run, store: Store, home: Any) -> list[Any]:
+        """The generator's training history, from the record the model cache keeps beside it."""
+        from ..tables import training
+        from .robustness import model_record
+
+        table = training(model_record(home, run.generative.model_key) or {}) if run.generative else None
+        return [table] if table is not None else []
 
 
 @hookimpl

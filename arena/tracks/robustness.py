@@ -149,14 +149,14 @@ class RobustnessTrack(Track):
             runs = evaluations_of_pairing(store, run)
             if len(runs) >= 2 or Evaluation.from_dict(run.robustness.evaluation).adaptive:
                 shown.append(evaluations(runs))
-        record = _model_record(home, run.robustness.defense_key)
+        record = model_record(home, run.robustness.defense_key)
         table = training(record or {})
         if table is not None:
             shown.append(table)
         return shown
 
 
-def _model_record(home: Any, key: str) -> dict[str, Any] | None:
+def model_record(home: Any, key: str) -> dict[str, Any] | None:
     import json
 
     try:

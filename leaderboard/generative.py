@@ -21,7 +21,7 @@ from arena.integrity import is_suspect
 from .provenance import generative_runs_views, with_package
 from .render import Column, View
 
-#: Scores averaged over seeds (their standard deviation goes in ``NAME_std``).
+#: Scores averaged over seeds (their standard deviation over seeds goes in ``NAME_seed_std``).
 AVERAGED = ("bits_per_dim", "bits_per_dim_train", "fid_test", "fid", "kid_test", "kid", "precision_test",
             "recall_test", "density_test", "coverage_test", "precision", "recall", "density", "coverage",
             "memorised", "memorised_pixels", "heldout_memorised", "heldout_memorised_pixels", "inception_score",
@@ -35,7 +35,7 @@ NEIGHBOUR_ENTRIES = 6
 
 
 def _columns(seeded: bool, flagged: bool) -> list[Column]:
-    spread = (lambda key: f"{key}_std") if seeded else (lambda key: None)  # noqa: E731
+    spread = (lambda key: f"{key}_seed_std") if seeded else (lambda key: None)  # noqa: E731
     columns = [
         Column("#", "rank", "int"),
         Column("generator", "generator"),
@@ -44,7 +44,8 @@ def _columns(seeded: bool, flagged: bool) -> list[Column]:
         Column("FID test", "fid_test", "number", spread=spread("fid_test")),
         Column("95% CI", "fid_test_interval"),
         Column("FID train", "fid", "number", spread=spread("fid")),
-        Column("KID test", "kid_test", "number", spread=spread("kid_test")),
+        # One seed: KID's spread over its subsets; several: over the seeds.
+        Column("KID test", "kid_test", "number", spread=spread("kid_test") or "kid_test_std"),
         Column("prec.", "precision_test", "number"),
         Column("recall", "recall_test", "number"),
         Column("density", "density_test", "number"),
@@ -85,7 +86,7 @@ def _entry(runs: list[Mapping[str, Any]]) -> dict[str, Any]:
     newest = max(runs, key=lambda r: r["run_id"])
     entry: dict[str, Any] = {key: newest.get(key) for key in DETAILS}
     for key in AVERAGED:
-        entry[key], entry[f"{key}_std"] = _mean_std([run.get(key) for run in runs])
+        entry[key], entry[f"{key}_seed_std"] = _mean_std([run.get(key) for run in runs])
     label = with_package(newest["generator_label"], newest.get("generator_package"), newest.get("generator_version"))
     seeds = sorted(run["seed"] for run in runs)
     if len(runs) == 1 and newest["seed"]:
@@ -144,8 +145,9 @@ def generative_views(rows: Iterable[Mapping[str, Any]], examples: bool = False) 
                  "in the reference classifier's features; ranked by FID against the test split.",
                  "copies: share of samples closer to a training image than that image is to any other training "
                  f"image (pixel space; Alaa et al. 2022){yardstick}."]
-        if seeded:
-            notes.append("Several seeds: mean ± sample standard deviation over the seeds.")
+        notes.append("KID: mean ± standard deviation over 100 subsets of the samples and the test images."
+                     if not seeded else
+                     "Several seeds: mean ± sample standard deviation over the seeds (KID's too).")
         if flagged:
             notes.append("⚑ flagged (memorised: samples copy training images; worse-than-noise): listed, not ranked.")
         title = f"Generators — {dataset} · n={samples} · reference classifier {classifier[:12]}"

@@ -257,3 +257,31 @@ def test_threat_model_validation():
         ThreatModel("l1", 0.1)
     with pytest.raises(arena.ArenaError, match="exceeds 8"):
         ThreatModel("l2", 9.0).check_for_shape((1, 8, 8))
+
+
+def test_a_plugin_command_is_found_by_name(monkeypatch):
+    """Commands added through register_commands are looked up when a name is not Arena's own."""
+    import click
+    from click.testing import CliRunner
+
+    import arena
+    import arena.cli as cli_module
+    from arena.plugins import Source, load_registry, set_registry
+
+    class Greeter:
+        @arena.hookimpl
+        def register_commands(self, cli):
+            @cli.command("greet")
+            def greet():
+                """Say hello."""
+                click.echo("hello from a plugin")
+
+    set_registry(load_registry(extra=[(Greeter(), Source("arena-greet", "1.0", "greet"))]))
+    monkeypatch.setattr(cli_module, "_PLUGIN_COMMANDS_ADDED", False)
+    try:
+        result = CliRunner().invoke(cli_module.cli, ["greet"])
+        assert result.exit_code == 0 and result.output == "hello from a plugin\n"
+        unknown = CliRunner().invoke(cli_module.cli, ["gret"])
+        assert unknown.exit_code == 2 and "No such command 'gret'" in unknown.output
+    finally:
+        cli_module.cli.commands.pop("greet", None)

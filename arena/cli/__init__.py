@@ -18,13 +18,13 @@ from .common import STDERR as stderr, STDOUT as stdout  # noqa: F401  (the conso
 #: name -> (module, attribute, one-line help): what ``arena --help`` lists without importing.
 COMMANDS = {
     "run": ("run", "run", "Evaluate attacks against defenses, or score generators, and store the results."),
-    "leaderboard": ("board", "leaderboard", "Show the leaderboard: defenses by worst-case robust accuracy,..."),
+    "leaderboard": ("board", "leaderboard", "Show the leaderboard of every track (or one, with --track)."),
     "compare": ("board", "compare", "Compare two defenses, or two attacks, on the same test points and seeds."),
     "results": ("stored", "results", "List stored results: the current run of each result (see --history)."),
     "show": ("stored", "show", "Show one run in detail."),
     "check": ("admin", "check", "Run the costlier integrity checks on a stored result and store what they find."),
     "db": ("admin", "db", "Look after the results database."),
-    "plugins": ("admin", "plugins", "List installed attacks, defenses, generators and datasets, and plugins that..."),
+    "plugins": ("admin", "plugins", "List the installed plugins and tracks, and plugins that failed to load."),
 }
 
 
@@ -54,7 +54,7 @@ class ArenaGroup(click.Group):
         with formatter.section("Commands"):
             formatter.write_dl(rows)
         formatter.write_paragraph()
-        formatter.write_text("Plugins may add commands of their own: `arena plugins` lists the installed ones.")
+        formatter.write_text("Installed plugins may add commands of their own: run them by name.")
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import platformdirs
@@ -15,9 +16,10 @@ def home() -> Path:
     path = Path(os.environ.get("ARENA_HOME") or platformdirs.user_data_dir("arena", appauthor=False))
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.touch()
-        probe.unlink()
+        # A file of this process's own: several processes may share the folder.
+        handle, probe = tempfile.mkstemp(dir=path, prefix=".write-test-")
+        os.close(handle)
+        os.unlink(probe)
     except OSError as exc:
         raise ArenaError(
             f"cannot write to the Arena data folder {path} ({exc.strerror or exc}): set ARENA_HOME "

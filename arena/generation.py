@@ -185,7 +185,7 @@ class GenerativeScorer:
             run.artifacts = {name: str(path) for name, path in artifacts.items()}
             for name, value in scores.items():
                 setattr(result, name, value)
-            run.flags = [flag.as_dict() for flag in checks.flags(scores)]
+            run.flags = [flag.as_dict() for flag in checks.flags(scores, self.real(data).train_vs_test)]
         run.duration_s = time.perf_counter() - started
         return records.save(self.store, run, force, info.name, generator=info.name)
 

@@ -209,7 +209,10 @@ class Host:
 
     # -- plugin models (defenses, generators) ------------------------------------------------
 
-    def context(self, data: LoadedDataset, seed: int, label: str) -> BuildContext:
+    def context(self, data: LoadedDataset, seed: int, label: str, test: bool = True) -> BuildContext:
+        """What a plugin's build and train get; without ``test``, splits whose test half is
+        empty (generators: their samples are scored against the test split)."""
+
         def trained_defense(name: str, **params: Any) -> nn.Module:
             # Training or loading the inner model re-seeds torch; the caller's random stream must
             # not depend on whether that model was in the cache.
@@ -219,7 +222,9 @@ class Host:
             # A copy: whatever the wrapping defense does to it never reaches the inner defense's model.
             return copy.deepcopy(inner)
 
-        return BuildContext(data.plugin, data.splits, self.device, seed, self.reporter, trained_defense, label)
+        splits = data.splits if test else Splits(data.splits.x_train, data.splits.y_train, data.splits.x_test[:0],
+                                                 data.splits.y_test[:0])
+        return BuildContext(data.plugin, splits, self.device, seed, self.reporter, trained_defense, label)
 
     def model_identity(self, info: PluginInfo, overrides: dict[str, Any], data: LoadedDataset,
                        seed: int) -> tuple[Any, dict[str, Any], str]:
@@ -254,7 +259,7 @@ class Host:
     def plugin_model(self, info: PluginInfo, overrides: dict[str, Any], data: LoadedDataset, seed: int) -> BuiltModel:
         """The trained model of a defense or generator plugin (defenses are probed)."""
         plugin, params, key = self.model_identity(info, overrides, data, seed)
-        ctx = self.context(data, seed, f"{info.name} on {data.info.name}")
+        ctx = self.context(data, seed, f"{info.name} on {data.info.name}", test=info.kind != "generator")
 
         def build() -> nn.Module:
             torch.manual_seed(seed)
@@ -339,6 +344,9 @@ class Host:
         identity = {
             "kind": "reference-classifier",
             "recipe": REFERENCE_RECIPE,
+            # Trained on one CPU thread its weights are the same everywhere on a CPU; a GPU
+            # trains another network, with a key of its own.
+            "device": self.device.type,
             "dataset": data.info.name,
             "dataset_hash": data.content_hash,
             "seed": REFERENCE_SEED,

@@ -3,8 +3,10 @@
 ("Indicators of Attack Failure").
 
 A flag is stored with its run as ``{"code", "severity", "message"}``. ``warning`` flags mark a
-result as suspect (the leaderboard leaves it out of rankings unless asked to include flagged
-results); ``info`` flags say how a result was obtained without casting doubt on it.
+result as suspect: a robustness result stays in every ranking, marked (a flag must never make a
+defense look stronger, and every verified adversarial example counts), while a flagged
+generator result (memorised, worse than noise, see :mod:`arena.generative_checks`) is listed but
+not ranked. ``info`` flags say how a result was obtained without casting doubt on it.
 
 Checks come in three kinds:
 

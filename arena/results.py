@@ -248,6 +248,8 @@ def generative_row(run: Run, registry: Registry | None = None, defaults: Any = N
         "memorised_pixels": result.memorised_pixels,
         "heldout_memorised": result.heldout_memorised,
         "heldout_memorised_pixels": result.heldout_memorised_pixels,
+        "test_copies": result.test_copies,
+        "test_copies_pixels": result.test_copies_pixels,
         "noise_fid_test": result.noise_fid_test,
         "classifier_key": result.classifier_key,
         "batch_size": (run.provenance or {}).get("batch_size") if isinstance(run.provenance, dict) else None,

@@ -17,11 +17,16 @@ from .text import cell
 
 
 def pct(value: float | None) -> str:
-    return "—" if value is None else f"{100 * value + 0.0:.1f}%"  # + 0.0: never "-0.0%"
+    return "—" if value is None else _unsigned_zero(f"{100 * value:.1f}") + "%"
 
 
 def number(value: float | None, digits: int = 3) -> str:
-    return "—" if value is None else f"{value + 0.0:.{digits}g}"
+    return "—" if value is None else _unsigned_zero(f"{value:.{digits}g}")
+
+
+def _unsigned_zero(text: str) -> str:
+    """A value that rounds to zero is shown without a sign (never ``-0`` or ``-0.0``)."""
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
 
 
 def seconds(value: float | None) -> str:

@@ -24,8 +24,8 @@ from .render import Column, View
 #: Scores averaged over seeds (their standard deviation over seeds goes in ``NAME_seed_std``).
 AVERAGED = ("bits_per_dim", "bits_per_dim_train", "fid_test", "fid", "kid_test", "kid", "precision_test",
             "recall_test", "density_test", "coverage_test", "precision", "recall", "density", "coverage",
-            "memorised", "memorised_pixels", "heldout_memorised", "heldout_memorised_pixels", "inception_score",
-            "noise_fid_test")
+            "memorised", "memorised_pixels", "heldout_memorised", "heldout_memorised_pixels", "test_copies",
+            "test_copies_pixels", "inception_score", "noise_fid_test")
 #: Row fields of the newest seed kept in every entry (JSON output carries them).
 DETAILS = ("fid_low", "fid_high", "fid_test_low", "fid_test_high", "kid_std", "kid_test_std", "likelihoods",
            "uniform_bits_per_dim", "samples", "reference_n", "test_n", "classifier_sha256", "classifier_key",
@@ -104,23 +104,28 @@ def _entry(runs: list[Mapping[str, Any]]) -> dict[str, Any]:
         "flags": flags,
         "suspect": any(is_suspect(run.get("flags")) for run in runs),
         "neighbours": (newest.get("artifacts") or {}).get("neighbours"),
+        "run": newest["run_id"],
     })
     return entry
 
 
-def _group_key(row: Mapping[str, Any]) -> tuple[str, str, int, int]:
-    return (row["dataset"], row.get("classifier_key") or row["classifier_sha256"], row["reference_n"], row["samples"])
+def _group_key(row: Mapping[str, Any]) -> tuple[str, str, str, int, int]:
+    """Results compare only under one reference classifier (its model key and its weights),
+    with as many real images and as many samples."""
+    return (row["dataset"], row.get("classifier_key") or "", row["classifier_sha256"], row["reference_n"],
+            row["samples"])
 
 
 def generative_views(rows: Iterable[Mapping[str, Any]], examples: bool = False) -> list[View]:
     """One view per (dataset, reference classifier, real-image count, sample count),
     generators by FID against the test split; with ``examples``, a view of samples beside their
     nearest training images (pictures, for the HTML page)."""
-    groups: dict[tuple[str, str, int, int], list[Mapping[str, Any]]] = {}
+    groups: dict[tuple[str, str, str, int, int], list[Mapping[str, Any]]] = {}
     for row in rows:
         groups.setdefault(_group_key(row), []).append(row)
     result, shown, pictured = [], [], []
-    for (dataset, classifier, reference_n, samples), members in sorted(groups.items()):
+    for (dataset, classifier_key, classifier_sha, reference_n, samples), members in sorted(groups.items()):
+        classifier = classifier_key or classifier_sha
         latest = _latest(members)
         if not latest:
             continue
@@ -129,6 +134,9 @@ def generative_views(rows: Iterable[Mapping[str, Any]], examples: bool = False) 
         for row in latest:
             configs.setdefault(_config(row), []).append(row)
         entries = [_entry(runs) for runs in configs.values()]
+        if len({config[-1] for config in configs}) > 1:  # batch sizes differ: say which is which
+            for entry in entries:
+                entry["generator"] += f" bs={entry['batch_size']}"
         ranked = sorted((e for e in entries if not e["suspect"]),
                         key=lambda e: (e["fid_test"] is None, e["fid_test"] or 0.0, e["fid"] or 0.0, e["generator"]))
         flagged = sorted((e for e in entries if e["suspect"]), key=lambda e: e["generator"])
@@ -137,14 +145,18 @@ def generative_views(rows: Iterable[Mapping[str, Any]], examples: bool = False) 
         for entry in flagged:
             entry["rank"] = None
         seeded = any(entry["seeds"] > 1 for entry in entries)
-        group = {"dataset": dataset, "classifier_key": classifier, "reference_n": reference_n, "samples": samples}
+        group = {"dataset": dataset, "classifier_key": classifier_key or None, "classifier_sha256": classifier_sha,
+                 "reference_n": reference_n, "samples": samples}
         heldout = next((e["heldout_memorised_pixels"] for e in entries if e["heldout_memorised_pixels"] is not None),
                        None)
         yardstick = f" ({100 * heldout:.0f}% for the held-out test images)" if heldout is not None else ""
         notes = [f"n = {samples} samples per generator, compared with {reference_n} training and the test images "
                  "in the reference classifier's features; ranked by FID against the test split.",
-                 "copies: share of samples closer to a training image than that image is to any other training "
-                 f"image (pixel space; Alaa et al. 2022){yardstick}."]
+                 "copies: share of samples within half the distance between their nearest training image and "
+                 f"its nearest other training image (pixel space; after Alaa et al. 2022){yardstick}."]
+        if any(entry["fid_test"] is None for entry in entries):
+            notes.append("— against the test split: results stored before those scores were recorded; they rank "
+                         "after the others, by FID against the training split.")
         notes.append("KID: mean ± standard deviation over 100 subsets of the samples and the test images."
                      if not seeded else
                      "Several seeds: mean ± sample standard deviation over the seeds (KID's too).")
@@ -165,7 +177,7 @@ def _neighbours_view(group: dict[str, Any], entries: list[dict[str, Any]]) -> Vi
     columns = [Column("generator", "generator"), Column("FID test", "fid_test", "number"),
                Column("copies", "memorised_pixels", "percent"),
                Column("samples beside their nearest training images", "neighbours", "image")]
-    rows = [{key: entry[key] for key in ("generator", "fid_test", "memorised_pixels", "neighbours")}
+    rows = [{key: entry[key] for key in ("generator", "fid_test", "memorised_pixels", "neighbours", "run")}
             for entry in entries if entry["neighbours"]]
     notes = ["Pairs: a sample, then the training image nearest to it in pixel space (newest seed)."]
     return View(f"Samples and their nearest training images — {group['dataset']} · n={group['samples']}",

@@ -106,19 +106,22 @@ class View:
 def format_value(value: Any, kind: str) -> str:
     if value is None:
         return "—"
-    if isinstance(value, float) and value == 0:
-        value = 0.0  # never "-0"
     if kind == "percent":
-        return f"{100 * value:.1f}%"
+        return _unsigned_zero(f"{100 * value:.1f}") + "%"
     if kind == "number":
-        return f"{value:.3g}"
+        return _unsigned_zero(f"{value:.3g}")
     if kind in ("int", "rating"):
-        return f"{value:.0f}"
+        return _unsigned_zero(f"{value:.0f}")
     if kind == "mark":
         return "⚑" if value else ""
     if isinstance(value, (list, tuple)):
         return ", ".join(map(str, value))
     return str(value)
+
+
+def _unsigned_zero(text: str) -> str:
+    """``-0``, ``-0.0``: a value that rounds to zero is shown without a sign."""
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
 
 
 def format_cell(row: dict[str, Any], column: Column) -> str:

@@ -3,7 +3,7 @@
 Every completed result counts: an adversarial example the host verified (within budget,
 misclassified) proves the defense is not robust at that point, whatever else is flagged. A
 warning flag marks the entries it touches as suspect (⚑, with its code) and the flagged results
-are listed again in a view of their own; a flag never takes a result out of a ranking, so it can
+are listed again in a view of their own; a flag never takes a robustness result out of a ranking, so it can
 never make a defense look stronger.
 """
 

@@ -38,9 +38,10 @@ from filelock import FileLock
 from arena.cli import cli
 from arena.generation import GenerativeScorer, quantise
 from arena.generative_metrics import fid
-from arena.plugins import load_registry
-from arena.progress import quiet
+from arena import Arena, Generator, Request, hookimpl
 from arena.host import Host
+from arena.plugins import Source, load_registry, set_registry
+from arena.progress import quiet
 from arena.store import open_store
 
 AUTOREGRESSIVE = ("image-transformer", "pixelcnn", "pixelrnn")
@@ -177,12 +178,12 @@ def test_generative_track_end_to_end(generative, reference, arena_home, monkeypa
     copies, noisy, uniform = baselines["memorizer"], baselines["memorizer(noise=0.05)"], baselines["uniform"]
     for memoriser in (copies, noisy):
         assert "memorised" in [flag["code"] for flag in memoriser["flags"]], memoriser["flags"]
-        assert memoriser["memorised_pixels"] > memoriser["heldout_memorised_pixels"] + 0.3
+        assert memoriser["memorised_pixels"] > memoriser["heldout_memorised_pixels"] + 0.5
     assert copies["fid"] < min(r["fid"] for r in rows if r["generator"] not in ("memorizer", "uniform"))
     for name in GENERATORS:
         assert trained[name]["fid_test"] < uniform["fid_test"], name
         assert "memorised" not in [flag["code"] for flag in trained[name]["flags"]], name
-        assert trained[name]["memorised_pixels"] < trained[name]["heldout_memorised_pixels"], name
+        assert trained[name]["memorised_pixels"] <= 0.01, name  # held-out images: 0 in pixels
     boards = json.loads(_invoke(arena_home, "leaderboard", "--format", "json", "--db", url).stdout)
     (board,) = [b for b in boards if b["table"] == "generators"]
     unranked = {e["generator"] for e in board["entries"] if e["rank"] is None}
@@ -268,3 +269,41 @@ def test_reference_classifier_is_the_same_whatever_the_thread_count(tmp_path):
     finally:
         torch.set_num_threads(threads)
     assert identities[0] == identities[1]
+
+
+class TestPeeker(Generator):
+    """Reads the test split itself (the host gives generators none) and returns its images."""
+
+    name = "test-peeker"
+
+    def build(self, dataset, ctx):
+        assert len(ctx.splits.x_test) == 0  # the host keeps the test split from generators
+        return _Images(dataset.load().x_test)
+
+    def train(self, model, ctx):
+        return []
+
+    def sample(self, model, n, generator):
+        return model.images[torch.randint(0, len(model.images), (n,), generator=generator)]
+
+
+class _Images(torch.nn.Module):
+    def __init__(self, images):
+        super().__init__()
+        self.register_buffer("images", images.detach().clone())
+
+
+def test_a_generator_that_returns_test_images_is_flagged(arena_home, tmp_path):
+    class Plugin:
+        @hookimpl
+        def register_generators(self, register):
+            register(TestPeeker)
+
+    set_registry(load_registry(extra=[(Plugin(), Source("arena-peek", "0.1", "peek"))]))
+    with Arena(home=arena_home, db=f"sqlite:///{tmp_path / 'r.db'}", device="cpu") as bench:
+        request = Request(dataset="digits", options={"generators": ["test-peeker"], "samples": SAMPLES})
+        (outcome,) = bench.run(request)["generative"]
+    result = outcome.run.generative
+    assert outcome.ok and [flag["code"] for flag in outcome.run.flags] == ["copies-test-images"]
+    assert result.test_copies_pixels == 1.0 and result.memorised_pixels < 0.02
+    assert result.fid_test < result.fid  # closer to the test split than to the training split

@@ -14,6 +14,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import poly_mmd
 
 from arena.generative_metrics import (
+    Authenticity,
     bits_per_dim,
     density_coverage,
     fid,
@@ -22,7 +23,6 @@ from arena.generative_metrics import (
     kernel_inception_distance,
     kid_subsets,
     precision_recall,
-    unauthentic_share,
     uniform_bits_per_dim,
 )
 from arena_leaderboard.render import format_value
@@ -162,15 +162,22 @@ def test_kid_over_subsets_is_the_mmd_of_each_subset():
     assert (mean, std) == pytest.approx((np.mean(direct), np.std(direct)), rel=1e-10)
 
 
-def test_unauthentic_share_closed_form():
+def test_copy_test_closed_form():
     """Training points on a line 0, 1, 3 (nearest-neighbour distances 1, 1, 2): a candidate is a
-    copy when closer to its nearest training point than that point's own neighbour."""
+    copy when its distance to its nearest training point is at most the factor times that
+    point's own nearest-neighbour distance (Alaa et al. 2022: factor 1, ties count)."""
     train = np.array([[0.0], [1.0], [3.0]])
-    candidates = np.array([[0.2], [0.6], [2.5], [3.9], [5.5]])
-    # 0.2 -> 0 at 0.2 < 1: copy; 0.6 -> 1 at 0.4 < 1: copy; 2.5 -> 3 at 0.5 < 2: copy;
-    # 3.9 -> 3 at 0.9 < 2: copy; 5.5 -> 3 at 2.5: not a copy.
-    assert unauthentic_share(train, candidates) == pytest.approx(4 / 5)
-    assert unauthentic_share(train, train) == 1.0 and unauthentic_share(train, np.array([[10.0]])) == 0.0
+    candidates = np.array([[0.2], [0.6], [2.2], [3.9], [5.5]])
+    # factor 1: 0.2 -> 0 (0.2 <= 1), 0.6 -> 1 (0.4 <= 1), 2.2 -> 3 (0.8 <= 2), 3.9 -> 3 (0.9 <= 2);
+    # 5.5 -> 3 (2.5 > 2). Factor 1/2: 0.2 (<= 0.5), 0.6 (0.4 <= 0.5), 2.2 (0.8 <= 1), 3.9
+    # (0.9 <= 1): still 4 of 5; at 1/4 only 0.2 (<= 0.25).
+    assert Authenticity(train, factor=1.0).share(candidates) == pytest.approx(4 / 5)
+    assert Authenticity(train).share(candidates) == pytest.approx(4 / 5)
+    assert Authenticity(train, factor=0.25).share(candidates) == pytest.approx(1 / 5)
+    # Exact copies count, duplicated training points (own distance 0) included.
+    duplicated = np.array([[0.0], [0.0], [3.0]])
+    assert Authenticity(duplicated).share(duplicated) == 1.0
+    assert Authenticity(train).share(np.array([[10.0]])) == 0.0
 
 
 def test_fid_is_never_negative_and_never_printed_as_minus_zero():
@@ -178,7 +185,9 @@ def test_fid_is_never_negative_and_never_printed_as_minus_zero():
     for shift in (0.0, 1e-9):  # identical sets: float rounding alone, of either sign
         value = fid(features, features + shift)
         assert 0.0 <= value < 1e-9 and math.copysign(1, value) == 1
-    assert format_value(-0.0, "number") == "0" and format_value(-0.0, "percent") == "0.0%"
+    for tiny in (-0.0, -1e-12):
+        assert format_value(tiny, "number") in ("0", "-1e-12") and format_value(tiny, "percent") == "0.0%"
+    assert format_value(-0.0, "number") == "0"
 
 
 def test_inception_score_closed_forms():

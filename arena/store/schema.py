@@ -221,11 +221,14 @@ class GenerativeResult(Base):
     #: Bits/dim on as many training images as the test split has (the first ones): the
     #: train-vs-test likelihood gap of a likelihood model.
     bits_per_dim_train: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
-    #: Share of samples that are copies of a training image (Alaa et al. 2022's authenticity,
-    #: see :func:`arena.generative_metrics.unauthentic_share`), in the reference classifier's
+    #: Share of samples that are near-copies of a training image (Alaa et al. 2022's authenticity
+    #: test, see :class:`arena.generative_metrics.Authenticity`), in the reference classifier's
     #: feature space and in pixel space; ``heldout_*``: the same share for the test images.
     memorised: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
     memorised_pixels: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
+    #: The same shares against the test split: samples that copy test images.
+    test_copies: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
+    test_copies_pixels: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
     heldout_memorised: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
     heldout_memorised_pixels: Mapped[float | None] = mapped_column(CheckedFloat, nullable=True)
     #: FID against the test split of as many uniform-noise images on the pixel levels.

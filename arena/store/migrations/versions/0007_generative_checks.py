@@ -19,7 +19,7 @@ depends_on = None
 
 FLOATS = ("kid_std", "fid_test", "fid_test_low", "fid_test_high", "kid_test", "kid_test_std", "precision_test",
           "recall_test", "density_test", "coverage_test", "bits_per_dim_train", "memorised", "memorised_pixels",
-          "heldout_memorised", "heldout_memorised_pixels", "noise_fid_test")
+          "heldout_memorised", "heldout_memorised_pixels", "noise_fid_test", "test_copies", "test_copies_pixels")
 
 
 def upgrade() -> None:

@@ -42,7 +42,10 @@ class Arena:
         self.db_url = database_url(db)
         self.device_name = device
         self.reporter = reporter
+        #: Whether the request being planned or run recomputes stored results (``force`` for
+        #: every request of this session, or the request's own ``force``).
         self.force = force
+        self._force = force
         self.deterministic = deterministic
         self._warn = warn
         self._default_home = default_home
@@ -120,7 +123,7 @@ class Arena:
             for kind, names in track.plugins(request).items():
                 named.setdefault(kind, []).extend(names)
         check_params(self.registry, {name: dict(values) for name, values in request.params.items()}, named)
-        self.force = self.force or request.force
+        self.force = self._force or request.force  # per request: never carried to the next one
         return [job for track in tracks for job in track.plan(request, self)]
 
     def run(self, request: Request, executor: Executor | None = None) -> dict[str, list[Outcome]]:

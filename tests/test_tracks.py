@@ -118,3 +118,16 @@ def test_the_python_entry_object_plans_and_runs(tmp_path):
         assert all(job.stored for job in again.plan(request))
         (reused,) = again.run(request)["robustness"]
         assert reused.reused and reused.run.id == outcome.run.id
+
+
+def test_force_applies_to_its_own_request_only(tmp_path):
+    import arena
+
+    request = arena.Request(dataset="digits", options={"attacks": ["fgsm"], "defenses": ["standard"], "n": 8})
+    with arena.Arena(home=tmp_path / "home", device="cpu") as bench:
+        (first,) = bench.run(request)["robustness"]
+        forced = arena.Request(dataset="digits", force=True, options=dict(request.options))
+        (recomputed,) = bench.run(forced)["robustness"]
+        assert not recomputed.reused and recomputed.run.id != first.run.id
+        (again,) = bench.run(request)["robustness"]
+        assert again.reused and again.run.id == recomputed.run.id

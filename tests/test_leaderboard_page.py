@@ -179,3 +179,21 @@ def test_show_writes_a_picture_of_the_kept_examples(sweep_db):
     image = Image.open(picture)
     width, height = image.size
     assert image.format == "PNG" and width > 2 * height  # eight examples side by side, three rows
+
+
+def test_generators_on_the_page_with_their_nearest_training_images(arena_home, tmp_path, monkeypatch):
+    """The baselines (no training): the memoriser's pairs are its copies, and the page shows
+    them flagged and unranked, with every picture drawn."""
+    monkeypatch.setenv("ARENA_HOME", str(arena_home))
+    db = f"sqlite:///{tmp_path / 'g.db'}"
+    invoke("run", "-g", "memorizer,uniform", "--samples", "64", "--db", db)
+    invoke("leaderboard", "--format", "html", "-o", str(tmp_path / "site"), "--db", db)
+    with browser_page(tmp_path / "site" / "index.html") as (page, problems):
+        generators = page.locator("section.generators").first
+        text = generators.inner_text()
+        assert "memorizer" in text and "uniform" in text and "memorised" in text and "worse-than-noise" in text
+        assert generators.locator("tbody tr td").first.inner_text() == "—"  # neither is ranked
+        neighbours = page.locator("section.neighbours")
+        assert neighbours.count() == 1 and neighbours.locator("img").count() == 2
+        assert page.evaluate("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+    assert problems == []

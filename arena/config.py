@@ -28,6 +28,17 @@ def home() -> Path:
     return path
 
 
+def model_record(key: str) -> dict | None:
+    """The record the model cache keeps beside checkpoint ``key`` (history, training time,
+    probe), read without loading the model (or torch); None when there is none."""
+    import json
+
+    try:
+        return json.loads((home() / "models" / f"{key}.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def database_url(explicit: str | None = None) -> str:
     """``--db``, else ``ARENA_DB``, else SQLite in the data folder."""
     url = explicit or os.environ.get("ARENA_DB")

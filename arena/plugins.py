@@ -402,6 +402,8 @@ def _installed_fingerprint() -> str:
 
 
 _DEFAULTS: dict[str, dict[str, Any]] | None = None
+#: Whether _DEFAULTS holds every installed plugin (read from the full registry in this process).
+_DEFAULTS_COMPLETE = False
 
 
 def plugin_defaults(kind: str, name: str) -> dict[str, Any] | None:
@@ -410,12 +412,12 @@ def plugin_defaults(kind: str, name: str) -> dict[str, Any] | None:
     are read against. Kept in ``$ARENA_HOME/plugin-defaults.json`` for the installed entry
     points, so that reading commands load every plugin (torch included) only once after the
     installed plugins change."""
-    global _DEFAULTS
+    global _DEFAULTS, _DEFAULTS_COMPLETE
     if _DEFAULTS is None:
         _DEFAULTS = _read_defaults()
     key = f"{kind}:{name}"
-    if key not in _DEFAULTS:
-        _DEFAULTS = _write_defaults()
+    if key not in _DEFAULTS and not _DEFAULTS_COMPLETE:  # a plugin not installed is looked up once
+        _DEFAULTS, _DEFAULTS_COMPLETE = _write_defaults(), True
     return _DEFAULTS.get(key)
 
 
@@ -445,29 +447,18 @@ def _write_defaults() -> dict[str, dict[str, Any]]:
     registry = get_registry()
     defaults = {f"{info.kind}:{info.name}": _jsonable(info.cls.parameter_defaults()) for info in registry.all()}
     try:
+        from pathlib import Path
+
         from .cache import atomic_write
 
         text = json.dumps({"fingerprint": _installed_fingerprint(), "defaults": defaults}, default=str)
-        from pathlib import Path
-
         atomic_write(_defaults_path(), lambda temporary: Path(temporary).write_text(text, encoding="utf-8"))
     except (OSError, ArenaError):
         pass  # a read-only home: the next command looks them up again
-    # Not installed: remembered as None for this process.
-    return _MissingDefaults(defaults)
-
-
-class _MissingDefaults(dict):
-    """Defaults by ``kind:name``; a plugin that is not installed has none (no second lookup)."""
-
-    def __contains__(self, key: object) -> bool:
-        return True
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return super().get(key, default)
+    return defaults
 
 
 def set_registry(registry: Registry | None) -> None:
     """Replace (or with ``None``, reset) the process-wide registry; for tests and embedding."""
-    global _REGISTRY, _TRACKS, _DEFAULTS
-    _REGISTRY, _TRACKS, _DEFAULTS = registry, None, None
+    global _REGISTRY, _TRACKS, _DEFAULTS, _DEFAULTS_COMPLETE
+    _REGISTRY, _TRACKS, _DEFAULTS, _DEFAULTS_COMPLETE = registry, None, None, False

@@ -194,9 +194,9 @@ class Track:
                           history=query.history)
         return [self.row(run) for run in runs]
 
-    def details(self, run: Run, store: Store, home: Any) -> list[Any]:
-        """What ``arena show`` prints of a run beyond its row and provenance (rich renderables);
-        ``home`` is the Arena data folder (the model cache is in ``home / "models"``)."""
+    def details(self, run: Run, store: Store) -> list[Any]:
+        """What ``arena show`` prints of a run beyond its row and provenance (rich renderables;
+        :func:`arena.config.model_record` reads a model's training record without torch)."""
         return []
 
     def command(self, row: Mapping[str, Any]) -> str | None:

@@ -12,7 +12,8 @@ from ..errors import InvalidInputError
 from ..plugins import load_tracks
 from ..tables import pct
 from ..text import markup
-from .common import count, db_option, emit, parse_eps, read_store, stdout, warn
+from ..options import parse_eps
+from .common import count, db_option, emit, read_store, stdout, stored_tracks, warn
 
 
 @click.command()
@@ -39,7 +40,7 @@ def leaderboard(dataset, norm, eps_text, track, include_flagged, fmt, output, db
     if fmt == "html" and not output:
         raise InvalidInputError("--format html writes a folder: add -o DIR (e.g. -o site/)")
     store = read_store(db_url)
-    tracks = _tracks(store)
+    tracks = stored_tracks(store)
     boards = sorted({board for t in tracks for board in t.board_names()})
     if track is not None and track not in boards:
         raise click.BadParameter(f"{track!r} is not one of {', '.join(repr(b) for b in boards)}", param_hint="'--track'")
@@ -60,13 +61,6 @@ def leaderboard(dataset, norm, eps_text, track, include_flagged, fmt, output, db
         from arena_leaderboard import render_csv, render_json, render_markdown
 
         emit({"md": render_markdown, "csv": render_csv, "json": render_json}[fmt](board_views), output)
-
-
-def _tracks(store) -> list:
-    """The registered tracks in order; every plugin is loaded only if the store holds a track
-    that the ``track.*`` entry points do not register."""
-    registry = load_tracks(store.tracks())
-    return registry.ordered_tracks()
 
 
 @click.command()

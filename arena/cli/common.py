@@ -10,7 +10,6 @@ import click
 from ..console import OutputConsole
 from ..errors import InvalidInputError
 from ..text import markup
-from ..options import parse_eps  # noqa: F401  (the commands' --eps)
 
 if TYPE_CHECKING:
     from ..app import Arena
@@ -72,6 +71,14 @@ def read_store(db_url: str | None):
     from ..store import open_store
 
     return open_store(database_url(db_url), writes=False, warn=warn)
+
+
+def stored_tracks(store) -> list:
+    """The registered tracks in order; every plugin is loaded only if the store holds a track
+    that the ``track.*`` entry points do not register."""
+    from ..plugins import load_tracks
+
+    return load_tracks(store.tracks()).ordered_tracks()
 
 
 def session(db_url: str | None, device: str = "auto", **options: Any) -> Arena:

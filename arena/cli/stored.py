@@ -8,12 +8,7 @@ from ..errors import InvalidInputError
 from ..plugins import load_tracks
 from ..tables import key_values
 from ..text import markup, terminal_safe
-from .common import db_option, echo_json_list, read_store, stdout, warn
-
-
-def _tracks(store) -> list:
-    registry = load_tracks(store.tracks())
-    return registry.ordered_tracks()
+from .common import db_option, echo_json_list, read_store, stdout, stored_tracks, warn
 
 
 @click.command()
@@ -29,7 +24,7 @@ def results(as_json, history, include_all, dataset, db_url) -> None:
     store = read_store(db_url)
     failed, history = include_all or as_json, history or include_all
     query = RowQuery(dataset=dataset, include_failed=failed, history=history)
-    by_track = [(track, track.rows(store, query)) for track in _tracks(store)]
+    by_track = [(track, track.rows(store, query)) for track in stored_tracks(store)]
     if as_json:
         from arena_leaderboard.provenance import install_command, third_party_packages
 
@@ -53,8 +48,6 @@ def results(as_json, history, include_all, dataset, db_url) -> None:
 @db_option
 def show(run_id, db_url) -> None:
     """Show one run in detail."""
-    from ..config import home
-
     store = read_store(db_url)
     run = store.get_run(run_id)
     if run is None:
@@ -74,7 +67,7 @@ def show(run_id, db_url) -> None:
         if str(path).endswith(".png"):
             stdout.print(f"Image ({terminal_safe(role)}): {terminal_safe(path)}", highlight=False, soft_wrap=True,
                          markup=False)
-    for renderable in track.details(run, store, home()):
+    for renderable in track.details(run, store):
         stdout.print(renderable)
     if run.samples:
         attacked = [s for s in run.samples if s.clean_correct]

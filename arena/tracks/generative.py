@@ -113,12 +113,12 @@ class GenerativeTrack(Track):
 
         return generative_views(rows, examples=fmt == "html")
 
-    def details(self, run: Run, store: Store, home: Any) -> list[Any]:
+    def details(self, run: Run, store: Store) -> list[Any]:
         """The generator's training history, from the record the model cache keeps beside it."""
+        from ..config import model_record
         from ..tables import training
-        from .robustness import model_record
 
-        table = training(model_record(home, run.generative.model_key) or {}) if run.generative else None
+        table = training(model_record(run.generative.model_key) or {}) if run.generative else None
         return [table] if table is not None else []
 
 

@@ -139,7 +139,7 @@ class RobustnessTrack(Track):
         # The terminal and the page leave the export-only views (runs and provenance) out: not built.
         return robustness_views(rows, outcomes, examples=fmt == "html", exports=fmt not in ("table", "html"))
 
-    def details(self, run: Run, store: Store, home: Any) -> list[Any]:
+    def details(self, run: Run, store: Store) -> list[Any]:
         from ..evaluation import Evaluation
         from ..results import evaluations_of_pairing
         from ..tables import evaluations, training
@@ -149,20 +149,13 @@ class RobustnessTrack(Track):
             runs = evaluations_of_pairing(store, run)
             if len(runs) >= 2 or Evaluation.from_dict(run.robustness.evaluation).adaptive:
                 shown.append(evaluations(runs))
-        record = model_record(home, run.robustness.defense_key)
+        from ..config import model_record
+
+        record = model_record(run.robustness.defense_key)
         table = training(record or {})
         if table is not None:
             shown.append(table)
         return shown
-
-
-def model_record(home: Any, key: str) -> dict[str, Any] | None:
-    import json
-
-    try:
-        return json.loads((home / "models" / f"{key}.json").read_text())
-    except (OSError, ValueError):
-        return None
 
 
 @hookimpl

@@ -17,6 +17,9 @@ time and peak memory (RSS), the three commands a user runs: ``arena leaderboard`
     python benchmarks/leaderboard.py --results 2400      # a smaller campaign
     python benchmarks/leaderboard.py --db /tmp/b.db      # keep (and reuse) the database
     python benchmarks/leaderboard.py --commands-only     # only the three commands
+
+Each command runs ``--command-repeat`` times (default 5; the first read of a fresh database is
+one of them): the median wall time is printed with the range, the largest peak RSS.
 """
 
 from __future__ import annotations
@@ -189,8 +192,9 @@ def timed(label: str, function, repeat: int, results: dict):
     return value
 
 
-def command(label: str, args: list[str], db: str, timeout: float) -> tuple[float, float] | None:
-    """Wall seconds and peak RSS (MB) of ``arena ARGS --db DB`` in a fresh process, output to a file.
+def command(label: str, args: list[str], db: str, timeout: float, repeat: int = 1) -> tuple[float, float] | None:
+    """Median wall seconds (with the range over ``repeat`` fresh processes) and the largest peak
+    RSS (MB) of ``arena ARGS --db DB``, output to a file.
 
     Started through ``/usr/bin/time`` (a small process) where there is one: a child forked
     straight from this one would count this process's memory in its peak.
@@ -198,34 +202,50 @@ def command(label: str, args: list[str], db: str, timeout: float) -> tuple[float
     arena = shutil.which("arena", path=str(Path(sys.executable).parent)) or "arena"
     env = {**os.environ, "COLUMNS": "120"}
     timer = Path("/usr/bin/time")
-    with tempfile.TemporaryFile() as output, tempfile.NamedTemporaryFile("r") as report:
-        prefix = [str(timer), "-f", "%M", "-o", report.name] if timer.exists() else []
-        start = time.perf_counter()
-        process = subprocess.Popen([*prefix, arena, *args, "--db", db], stdout=output, stderr=subprocess.PIPE, env=env)
-        try:
-            _, errors = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
-            print(f"{label:<44} over {timeout:.0f} s: stopped")
-            return None
-        wall = time.perf_counter() - start
-        size = output.tell()
-        if process.returncode:
-            raise SystemExit(f"{label} exited with {process.returncode}: {errors.decode()[-2000:]}")
-        kib = int(report.read().split()[-1]) if prefix else resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    rss = kib / 1024
-    print(f"{label:<44} {wall:8.2f} s wall {rss:8.0f} MB peak RSS   ({size / 1e6:.1f} MB of output)")
+    walls, peaks, size = [], [], 0
+    for _ in range(repeat):
+        with tempfile.TemporaryFile() as output, tempfile.NamedTemporaryFile("r") as report:
+            prefix = [str(timer), "-f", "%M", "-o", report.name] if timer.exists() else []
+            start = time.perf_counter()
+            process = subprocess.Popen([*prefix, arena, *args, "--db", db], stdout=output, stderr=subprocess.PIPE,
+                                       env=env)
+            try:
+                _, errors = process.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.communicate()
+                print(f"{label:<44} over {timeout:.0f} s: stopped")
+                return None
+            walls.append(time.perf_counter() - start)
+            size = output.tell()
+            if process.returncode:
+                raise SystemExit(f"{label} exited with {process.returncode}: {errors.decode()[-2000:]}")
+            kib = int(report.read().split()[-1]) if prefix else resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            peaks.append(kib / 1024)
+    wall, rss = statistics.median(walls), max(peaks)
+    spread = f" ({min(walls):.2f}-{max(walls):.2f}, {repeat} runs)" if repeat > 1 else ""
+    print(f"{label:<44} {wall:8.2f} s wall{spread} {rss:6.0f} MB peak RSS   ({size / 1e6:.1f} MB of output)")
     return wall, rss
 
 
-def commands(db: str, timeout: float) -> None:
-    """The three commands a user runs, end to end (start-up included)."""
-    site = tempfile.mkdtemp()
-    command("arena leaderboard", ["leaderboard"], db, timeout)
-    command("arena results --json", ["results", "--json"], db, timeout)
-    command("arena leaderboard --format html -o DIR", ["leaderboard", "--format", "html", "-o", site], db, timeout)
+def commands(db: str, timeout: float, repeat: int = 1) -> None:
+    """The three commands a user runs, end to end (start-up included), and the same
+    leaderboard on an empty database measured alongside: the start-up floor, as a ratio that
+    holds on a machine faster or slower (or busier) than this one."""
+    site, empty = tempfile.mkdtemp(), tempfile.mkdtemp()
+    floor = command("arena leaderboard, empty database", ["leaderboard"], f"sqlite:///{empty}/empty.db", timeout,
+                    repeat)
+    timed = [
+        command("arena leaderboard", ["leaderboard"], db, timeout, repeat),
+        command("arena results --json", ["results", "--json"], db, timeout, repeat),
+        command("arena leaderboard --format html -o DIR", ["leaderboard", "--format", "html", "-o", site], db,
+                timeout, repeat),
+    ]
+    if floor is not None:
+        ratios = ", ".join(f"{wall / floor[0]:.1f}" for wall, _ in filter(None, timed))
+        print(f"as multiples of the empty-database start-up ({floor[0]:.2f} s): {ratios}")
     shutil.rmtree(site, ignore_errors=True)
+    shutil.rmtree(empty, ignore_errors=True)
 
 
 def main() -> None:
@@ -236,6 +256,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--html", action="store_true", help="also time the HTML page in-process")
     parser.add_argument("--commands-only", action="store_true", help="only the three commands, end to end")
+    parser.add_argument("--command-repeat", type=int, default=5,
+                        help="fresh processes per command (the median is printed, with the range)")
     parser.add_argument("--timeout", type=float, default=600.0, help="stop a command after this many seconds")
     args = parser.parse_args()
 
@@ -249,7 +271,7 @@ def main() -> None:
               f"{time.perf_counter() - start:.1f} s")
 
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (wall times stretch with it)")
-    commands(f"sqlite:///{path}", args.timeout)
+    commands(f"sqlite:///{path}", args.timeout, args.command_repeat)
     if args.commands_only:
         return
     times: dict[str, float] = {}

@@ -10,14 +10,15 @@ from __future__ import annotations
 import base64
 import json
 import re
+from pathlib import Path
 from typing import Any, Callable
 
-from arena.artifacts import UnreadableArtifact
+from arena.artifacts import UnreadableArtifact, read_png
 
 from arena.text import html_text
 
-from .figures import figure_png, picture_png
 from .render import Column, View, format_cell, heat_colour, ink_on
+from .svg import examples_svg, figure_svg, svg_uri
 
 STYLE = """
 :root { --ink: #1d2330; --muted: #5b6474; --line: #d9dee7; --accent: #2457c5; }
@@ -130,9 +131,9 @@ def _section(number: int, view: View, warn: Callable[[str], None] | None = None)
     parts = [f"<h2>{_text(view.title)}</h2>"]
     parts += [f'<p class="note">{_text(note)}</p>' for note in view.notes]
     body = [_table(view, warn)]
-    picture = figure_png(view)
+    picture = figure_svg(view)
     if picture is not None:
-        body.append(f'<figure><img alt="{_attr("Figure: " + view.title)}" src="{_data_uri(picture)}"></figure>')
+        body.append(f'<figure><img alt="{_attr("Figure: " + view.title)}" src="{svg_uri(picture)}"></figure>')
     parts.append(f'<div class="content">{"".join(body)}</div>')
     slug = re.sub(r"[^a-z0-9]+", "-", view.table.lower()).strip("-")
     return (f'<section class="view {slug}" id="view-{number}" data-table="{_attr(view.table)}" '
@@ -152,7 +153,7 @@ def _cell(row: dict[str, Any], column: Column, warn: Callable[[str], None] | Non
     value = row.get(column.key)
     if column.kind == "image":
         try:
-            picture = picture_png(value)
+            picture = _picture(value)
         except UnreadableArtifact as exc:
             if warn is not None:
                 run = f"run {row['run']}: " if row.get("run") is not None else ""
@@ -160,7 +161,7 @@ def _cell(row: dict[str, Any], column: Column, warn: Callable[[str], None] | Non
             return '<td class="empty">unreadable</td>'
         if picture is None:
             return "<td>—</td>"
-        return f'<td><img alt="{_attr(column.name)}" src="{_data_uri(picture)}"></td>'
+        return f'<td><img alt="{_attr(column.name)}" src="{picture}"></td>'
     attributes = ""
     if column.numeric:
         attributes += f' class="num" data-value="{"" if value is None else _attr(json.dumps(value))}"'
@@ -172,8 +173,16 @@ def _cell(row: dict[str, Any], column: Column, warn: Callable[[str], None] | Non
     return f"<td{attributes}>{_text(format_cell(row, column))}</td>"
 
 
-def _data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+def _picture(value: Any) -> str | None:
+    """The ``data:`` URI of the picture an ``image`` cell points to (a PNG file, or a run's kept
+    examples drawn as SVG), or None where the cell has none. Raises ``UnreadableArtifact`` where
+    the file is missing or damaged."""
+    if not value:
+        return None
+    path = Path(value)
+    if path.suffix == ".png":
+        return "data:image/png;base64," + base64.b64encode(read_png(path)).decode("ascii")
+    return svg_uri(examples_svg(path))
 
 
 def _text(value: Any) -> str:

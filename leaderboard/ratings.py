@@ -24,11 +24,13 @@ lies wholly above its own: players whose intervals overlap share a rank.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from .seeds import resample_weights
 
@@ -63,8 +65,8 @@ def bradley_terry(
     rounds, pairs = wins.shape
     # Scatter-adds (bincount) instead of dense BLAS products: these maps are small and mostly
     # zeros, where a threaded BLAS spends more time coordinating threads than computing.
-    spread = _Scatter(np.r_[first, second], np.r_[np.ones(pairs), -np.ones(pairs)], players, rounds)
-    laplacian = _laplacian_assembly(first, second, players, rounds)
+    spread = _Spread(first, second, players, rounds)
+    laplacian = _Laplacian(first, second, players, rounds)
     precision = 1.0 / prior_sd**2
 
     def margins(beta: np.ndarray) -> np.ndarray:
@@ -80,7 +82,7 @@ def bradley_terry(
         chance = expit(margin)
         gradient = spread(wins - games * chance) - precision * beta
         curvature = games * chance * (1.0 - chance)
-        hessian = laplacian(curvature).reshape(rounds, players, players)
+        hessian = laplacian(curvature)
         hessian += precision * np.eye(players)
         step = np.linalg.solve(hessian, gradient[..., None])[..., 0]
         decrement = (gradient * step).sum(1)  # Newton decrement squared: twice the predicted ascent
@@ -100,36 +102,50 @@ def bradley_terry(
 
 
 def expit(x: np.ndarray) -> np.ndarray:
-    """The logistic function, without overflow for large arguments."""
-    return np.exp(-np.logaddexp(0.0, -x))
+    """The logistic function, without overflow for large arguments (and accurate relative to
+    its value for large negative ones)."""
+    small = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0, small) / (1.0 + small)
 
 
 def log_expit(x: np.ndarray) -> np.ndarray:
     """log(expit(x)), stable for large arguments of either sign."""
-    return -np.logaddexp(0.0, -x)
+    return np.minimum(x, 0.0) - np.log1p(np.exp(-np.abs(x)))
 
 
-class _Scatter:
-    """A sparse linear map from per-pair values to per-cell sums: entry ``j`` adds ``signs[j]``
-    times pair ``j % pairs`` to cell ``cells[j]``, for every round at once."""
+class _Spread:
+    """Per-pair values to per-player sums, for every round at once: pair ``k`` adds its value
+    to player ``first[k]`` and subtracts it from player ``second[k]``."""
 
-    def __init__(self, cells: np.ndarray, signs: np.ndarray, size: int, rounds: int) -> None:
-        self.size, self.signs = size, signs
-        self.index = (np.arange(rounds)[:, None] * size + cells[None, :]).ravel()
+    def __init__(self, first: np.ndarray, second: np.ndarray, players: int, rounds: int) -> None:
+        base = np.arange(rounds)[:, None] * players
+        self.first, self.second = (base + first).ravel(), (base + second).ravel()
+        self.size, self.shape = rounds * players, (rounds, players)
 
     def __call__(self, values: np.ndarray) -> np.ndarray:
-        rounds, pairs = values.shape
-        weights = (np.tile(values, len(self.signs) // pairs) * self.signs).ravel()
-        return np.bincount(self.index, weights, minlength=rounds * self.size).reshape(rounds, self.size)
+        flat = values.ravel()
+        return (np.bincount(self.first, flat, self.size) - np.bincount(self.second, flat, self.size)).reshape(self.shape)
 
 
-def _laplacian_assembly(first: np.ndarray, second: np.ndarray, players: int, rounds: int) -> _Scatter:
-    """Maps per-pair curvatures to the flattened (players x players) weighted graph Laplacian,
-    which is the Hessian of the negative log-likelihood."""
-    pairs = len(first)
-    cells = np.r_[first * players + first, second * players + second, first * players + second, second * players + first]
-    signs = np.r_[np.ones(2 * pairs), -np.ones(2 * pairs)]
-    return _Scatter(cells, signs, players * players, rounds)
+class _Laplacian:
+    """Per-pair curvatures to the weighted graph Laplacian of each round, shape ``(rounds,
+    players, players)``: the Hessian of the negative log-likelihood. Pair ``k`` of weight ``c``
+    adds ``c`` to both players' diagonal entries and ``-c`` to their two off-diagonal ones."""
+
+    def __init__(self, first: np.ndarray, second: np.ndarray, players: int, rounds: int) -> None:
+        self.cells = (np.arange(rounds)[:, None] * players * players + first * players + second).ravel()
+        self.shape, self.players = (rounds, players, players), players
+        self.loops = first == second  # a player met itself: no edge (never in an arena)
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        if self.loops.any():
+            values = np.where(self.loops, 0.0, values)
+        weights = np.bincount(self.cells, values.ravel(), int(np.prod(self.shape))).reshape(self.shape)
+        edges = weights + weights.transpose(0, 2, 1)
+        diagonal = np.arange(self.players)
+        laplacian = -edges
+        laplacian[:, diagonal, diagonal] = edges.sum(2)
+        return laplacian
 
 
 @dataclass(frozen=True)
@@ -190,7 +206,7 @@ def arena_ratings(
     weights = resample_weights(rng, seeds, samples, rounds)
     first, second = np.asarray(attack_of), len(attacks) + np.asarray(defense_of)
     names = list(attacks) + list(defenses)
-    with threadpool_limits(limits=1, user_api="blas"):  # see bradley_terry: small products
+    with blas_threads(1):  # see bradley_terry: small products
         wins = np.zeros((rounds + 1, len(played)))
         games = np.zeros((rounds + 1, len(played)))
         wins[0], games[0] = fooled.sum(1), played.sum(1)
@@ -203,18 +219,16 @@ def arena_ratings(
         replicates = bradley_terry(wins[1:], games[1:], first, second, len(names), start=estimate[0])
     points = BASE_RATING + POINTS_PER_LOG_ODDS * np.vstack([estimate, replicates])
     tail = 100 * (1 - CONFIDENCE) / 2
-    drawn = np.zeros((rounds, len(names)))  # a round where a player has no match says nothing of it
-    np.add.at(drawn.T, first, games[1:].T)
-    np.add.at(drawn.T, second, games[1:].T)
+    # A round where a player has no match says nothing of it.
+    incidence = np.zeros((len(played), len(names)))
+    incidence[np.arange(len(played)), first] = 1.0
+    incidence[np.arange(len(played)), second] = 1.0
+    drawn = games[1:] @ incidence
     resampled = np.where(drawn > 0, points[1:], np.nan)
     with np.errstate(all="ignore"):
         low, high = np.nanpercentile(resampled, [tail, 100 - tail], axis=0) if rounds else (points[0], points[0])
-    won = np.zeros(len(names), dtype=int)
-    total = np.zeros(len(names), dtype=int)
-    np.add.at(won, first, wins[0].astype(int))
-    np.add.at(won, second, (games[0] - wins[0]).astype(int))
-    np.add.at(total, first, games[0].astype(int))
-    np.add.at(total, second, games[0].astype(int))
+    won = np.rint(np.bincount(first, wins[0], len(names)) + np.bincount(second, games[0] - wins[0], len(names)))
+    total = np.rint(np.bincount(first, games[0], len(names)) + np.bincount(second, games[0], len(names)))
     ratings = [
         Rating(name, "attack" if i < len(attacks) else "defense", float(points[0, i]), float(low[i]), float(high[i]),
                int(won[i]), int(total[i]))
@@ -223,6 +237,17 @@ def arena_ratings(
     ratings.sort(key=lambda r: (-r.rating, r.player))
     ratings = [replace(r, rank=tied_rank(r, ratings)) for r in ratings]
     return ArenaRatings(ratings, samples, rounds, _parts(names, first, second, games[0] > 0), seeds)
+
+
+def blas_threads(limit: int) -> Any:
+    """A context that limits BLAS to ``limit`` threads (the process's thread pools are
+    inspected once: each inspection reads the loaded libraries)."""
+    return _pools().limit(limits=limit, user_api="blas")
+
+
+@functools.lru_cache(maxsize=1)
+def _pools() -> ThreadpoolController:
+    return ThreadpoolController()
 
 
 def tied_rank(rating: Rating, ratings: list[Rating]) -> int:

@@ -12,19 +12,19 @@ so every renderer escapes them for its format through :mod:`arena.text`.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
-from rich import box
 from rich.color import Color, blend_rgb
 from rich.color_triplet import ColorTriplet
-from rich.cells import cell_len
+from rich.cells import cell_len, chop_cells
 from rich.console import Group
 from rich.style import Style
-from rich.table import Table
-from rich.text import Text
+from rich.text import Span, Text
 
 from arena.text import csv_field, markdown, visible
 
@@ -156,35 +156,38 @@ def _shown(view: View) -> list[Column]:
 
 
 def render_rich(views: list[View], width: int = 80) -> list[Group]:
-    """Each view as its title, a rich table and its notes; a view too wide for ``width`` is
-    split into several tables that repeat its leading label columns."""
+    """Each view as its title, its table and its notes, as rich text; a view too wide for
+    ``width`` is split into several tables that repeat its leading label columns.
+
+    Tables are laid out here, as lines of styled text (a header, a rule, a line per row; text
+    cells wrap, never cut), rather than as rich ``Table`` objects: a campaign's leaderboard holds
+    a hundred tables, and rich's general table layout took most of the command's time.
+    """
     rendered = []
     for view in views:
         if view.export_only:
             continue
-        pages = _column_pages(view, width)
+        cells = {column.key: [visible(format_cell(row, column)) for row in view.rows] for column in _shown(view)}
+        pages = _column_pages(view, cells, width)
         for number, columns in enumerate(pages):
             title = view.title if number == 0 else f"{view.title} (continued)"
             notes = [Text(visible(note), style="dim") for note in view.notes] if number == len(pages) - 1 else []
-            rendered.append(Group(Text(visible(title), style="bold italic"), _rich_table(view, columns), *notes))
+            table = _text_table(view, columns, cells, width)
+            rendered.append(Group(Text(visible(title), style="bold italic"), table, *notes))
     return rendered
-
-
-def _rich_table(view: View, columns: list[Column]) -> Table:
-    table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    for column in columns:
-        justify = "left" if column.kind == "text" else "right"
-        table.add_column(Text(visible(column.name)), justify=justify, no_wrap=column.kind != "text")
-    for row in view.rows:
-        table.add_row(*(_rich_cell(row, column) for column in columns))
-    return table
 
 
 #: Text columns wrap, so they need no more than this many characters when space is short.
 _WRAPPED_TEXT = 24
+#: Between two columns, and at each edge of a table.
+_GAP, _EDGE = 2, 1
 
 
-def _column_pages(view: View, width: int) -> list[list[Column]]:
+def _natural(column: Column, cells: dict[str, list[str]]) -> int:
+    return max([cell_len(visible(column.name)), *(cell_len(text) for text in cells[column.key])])
+
+
+def _column_pages(view: View, cells: dict[str, list[str]], width: int) -> list[list[Column]]:
     """The view's columns in groups that each fit ``width``, leading text columns on every page."""
     columns = _shown(view)
     labels = []
@@ -195,11 +198,10 @@ def _column_pages(view: View, width: int) -> list[list[Column]]:
     rest = columns[len(labels):]
 
     def needed(column: Column) -> int:
-        cells = (visible(format_cell(row, column)) for row in view.rows)
-        natural = max([cell_len(visible(column.name)), *(cell_len(text) for text in cells)])
-        return 1 + (min(natural, _WRAPPED_TEXT) if column.kind == "text" else natural)
+        natural = _natural(column, cells)
+        return _GAP + (min(natural, _WRAPPED_TEXT) if column.kind == "text" else natural)
 
-    room = width - 2  # the table's edges
+    room = width - 2 * _EDGE + _GAP  # the first column has no gap before it
     base = sum(needed(column) for column in labels)
     pages: list[list[Column]] = []
     used = room  # forces a first page
@@ -213,15 +215,92 @@ def _column_pages(view: View, width: int) -> list[list[Column]]:
     return pages or [labels]
 
 
-def _rich_cell(row: dict[str, Any], column: Column) -> Text:
-    text = visible(format_cell(row, column))
+def _widths(columns: list[Column], cells: dict[str, list[str]], width: int) -> list[int]:
+    """Each column's width: its natural width, text columns narrowed (widest first, never below
+    :data:`_WRAPPED_TEXT` or their header's longest word) while the table is wider than ``width``."""
+    widths = [_natural(column, cells) for column in columns]
+    excess = 2 * _EDGE + _GAP * (len(columns) - 1) + sum(widths) - width
+    while excess > 0:
+        floors = [max(_WRAPPED_TEXT, *(cell_len(word) for word in visible(c.name).split() or [""]))
+                  if c.kind == "text" else w for c, w in zip(columns, widths)]
+        narrowable = [i for i, (w, floor) in enumerate(zip(widths, floors)) if w > floor]
+        if not narrowable:
+            break
+        widest = max(narrowable, key=lambda i: widths[i])
+        cut = min(excess, widths[widest] - floors[widest])
+        widths[widest] -= cut
+        excess -= cut
+    return widths
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """``text`` in lines of at most ``width`` cells, broken between words where it can be."""
+    if cell_len(text) <= width:
+        return [text]
+    if text.isascii():
+        return textwrap.wrap(text, width, break_long_words=True, break_on_hyphens=False) or [""]
+    return chop_cells(text, width)
+
+
+def _pad(text: str, width: int, right: bool) -> str:
+    space = " " * max(width - cell_len(text), 0)
+    return space + text if right else text + space
+
+
+def _text_table(view: View, columns: list[Column], cells: dict[str, list[str]], width: int) -> Text:
+    """Header (bold), a rule, then a line per row (more where a text cell wraps)."""
+    widths = _widths(columns, cells, width)
+    right = [column.kind != "text" for column in columns]
+    parts: list[str] = []
+    spans: list[Span] = []
+    offset = 0
+
+    def line(texts: list[str], styles: list[Any]) -> None:
+        nonlocal offset
+        parts.append(" " * _EDGE)
+        offset += _EDGE
+        for index, (text, style) in enumerate(zip(texts, styles)):
+            if index:
+                parts.append(" " * _GAP)
+                offset += _GAP
+            parts.append(text)
+            if style is not None:
+                spans.append(Span(offset, offset + len(text), style))
+            offset += len(text)
+        parts.append(" " * _EDGE + "\n")
+        offset += _EDGE + 1
+
+    header = [_wrap(visible(column.name), w) for column, w in zip(columns, widths)]
+    bold = ["bold"] * len(columns)
+    for depth in range(max(len(lines) for lines in header)):
+        line([_pad(lines[depth] if depth < len(lines) else "", w, r) for lines, w, r in zip(header, widths, right)], bold)
+    rule = " " * _EDGE + "─" * (sum(widths) + _GAP * (len(columns) - 1)) + " " * _EDGE + "\n"
+    parts.append(rule)
+    offset += len(rule)
+    plain = [None] * len(columns)
+    for index, row in enumerate(view.rows):
+        wrapped = [_wrap(cells[column.key][index], w) for column, w in zip(columns, widths)]
+        styles = [_cell_style(row, column) for column in columns]
+        for depth in range(max(len(lines) for lines in wrapped)):
+            line([_pad(lines[depth] if depth < len(lines) else "", w, r) for lines, w, r in zip(wrapped, widths, right)],
+                 styles if depth == 0 else plain)
+    text = "".join(parts).rstrip() + "\n"  # a blank line between the table and its notes
+    return Text(text, spans=[span for span in spans if span.end <= len(text)], no_wrap=True, overflow="ignore")
+
+
+@functools.lru_cache(maxsize=1024)
+def _heat_style(value: float) -> Style:
+    background = heat_colour(value)
+    return Style(color=ink_on(background), bgcolor=Color.from_rgb(*background))
+
+
+def _cell_style(row: dict[str, Any], column: Column) -> Style | str | None:
     value = row.get(column.key)
     if column.heat and isinstance(value, (int, float)):
-        background = heat_colour(value)
-        return Text(text, style=Style(color=ink_on(background), bgcolor=Color.from_rgb(*background)))
+        return _heat_style(float(value))
     if column.kind == "mark" and value:
-        return Text(text, style="bold yellow")
-    return Text(text)
+        return "bold yellow"
+    return None
 
 
 def render_markdown(views: list[View]) -> str:

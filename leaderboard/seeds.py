@@ -8,7 +8,7 @@ leaderboard entry whose figures are the mean over its seeds with their sample st
 
 from __future__ import annotations
 
-import statistics
+import math
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -24,8 +24,12 @@ def defense_config(row: Row) -> str:
     Runs of one defense configuration trained with different seeds (different ``defense_key``)
     are replicates of one leaderboard entry.
     """
-    fields = ("defense_label", "defense", "defense_package", "defense_version", "dataset", "dataset_hash")
-    values = tuple(row.get(name) for name in fields)
+    # A leaderboard asks several times per row: each row object is looked up once (the cache
+    # holds the row, so its id cannot be reused while it is cached).
+    cached = _BY_ROW.get(id(row))
+    if cached is not None and cached[0] is row:
+        return cached[1]
+    values = tuple(row.get(name) for name in _CONFIG_FIELDS)
     params = row.get("defense_params") or {}
     # Thousands of rows share a few configurations: each is hashed once (``repr`` only finds it
     # again; the hash itself is of the canonical encoding).
@@ -38,10 +42,15 @@ def defense_config(row: Row) -> str:
         })
         if len(_CONFIGS) > 4096:
             _CONFIGS.clear()
+    if len(_BY_ROW) >= 100_000:
+        _BY_ROW.clear()
+    _BY_ROW[id(row)] = (row, found)
     return found
 
 
+_CONFIG_FIELDS = ("defense_label", "defense", "defense_package", "defense_version", "dataset", "dataset_hash")
 _CONFIGS: dict[tuple[Any, str], str] = {}
+_BY_ROW: dict[int, tuple[Row, str]] = {}
 
 
 def one_model_per_seed(runs: Iterable[Row]) -> list[Row]:
@@ -62,7 +71,10 @@ def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None
     present = [float(v) for v in values if v is not None]
     if not present:
         return None, None
-    return statistics.fmean(present), statistics.stdev(present) if len(present) > 1 else None
+    mean = math.fsum(present) / len(present)
+    if len(present) == 1:
+        return mean, None
+    return mean, math.sqrt(math.fsum((v - mean) ** 2 for v in present) / (len(present) - 1))
 
 
 def resample_counts(rng: np.random.Generator, samples: int, rounds: int) -> np.ndarray:
@@ -82,9 +94,13 @@ def resample_weights(rng: np.random.Generator, seeds: int, samples: int, rounds:
         return resample_counts(rng, samples, rounds)[:, None, :]
     chosen = rng.integers(0, seeds, size=(rounds, seeds))
     points = resample_counts(rng, samples, rounds * seeds)
-    weights = np.zeros((rounds, seeds, samples))
-    np.add.at(weights, (np.repeat(np.arange(rounds), seeds), chosen.ravel()), points)
-    return weights
+    # Round r's draw j lands on seed chosen[r, j]: sum the draws of each (round, seed) cell.
+    cell = (np.repeat(np.arange(rounds), seeds) * seeds + chosen.ravel())
+    weights = np.zeros((rounds * seeds, samples))
+    order = np.argsort(cell, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(cell[order]) != 0])
+    weights[cell[order][starts]] = np.add.reduceat(points[order], starts, axis=0)
+    return weights.reshape(rounds, seeds, samples)
 
 
 def seed_index(runs: Sequence[Row]) -> tuple[list[Any], np.ndarray]:

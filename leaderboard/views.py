@@ -9,6 +9,7 @@ never make a defense look stronger.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -16,7 +17,7 @@ import numpy as np
 from arena.integrity import is_suspect
 
 from .provenance import robustness_runs_views, with_package
-from .ratings import ArenaRatings, arena_ratings
+from .ratings import ArenaRatings, arena_ratings, blas_threads
 from .render import Column, Figure, View
 from .robustness import RobustnessBoard, Row, ThreatGroup, flag_codes, latest_runs, robustness_boards
 from .seeds import defense_config, seed_index
@@ -43,9 +44,8 @@ def robustness_views(
     flagged = [row for row in latest if is_suspect(row.get("flags"))]
     boards = robustness_boards(latest, outcomes)
     views: list[View] = []
-    for board in boards:
-        views += [defense_view(board), attack_view(board), ratings_view(board, board_ratings(board)),
-                  matrix_view(board)]
+    for board, ratings in zip(boards, all_board_ratings(boards)):
+        views += [defense_view(board), attack_view(board), ratings_view(board, ratings), matrix_view(board)]
         if examples:
             views.append(examples_view(board))
     views += curve_views(boards)
@@ -146,6 +146,19 @@ def board_ratings(board: RobustnessBoard) -> ArenaRatings:
     _, seed_of = seed_index(board.runs)
     return arena_ratings(list(attacks), [entry.defense for entry in board.defenses], attack_of, defense_of,
                          board.outcomes.fooled, board.outcomes.evaluated, seed_of=seed_of)
+
+
+def all_board_ratings(boards: list[RobustnessBoard]) -> list[ArenaRatings]:
+    """Every board's ratings, two boards at a time: the fits' array work releases the GIL, so
+    a second core shortens it (each board's bootstrap draws from its own generator: the
+    ratings are the same either way)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = min(2, os.cpu_count() or 1, len(boards))
+    if workers < 2:
+        return [board_ratings(board) for board in boards]
+    with blas_threads(1), ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(board_ratings, boards))
 
 
 def ratings_view(board: RobustnessBoard, ratings: ArenaRatings) -> View:

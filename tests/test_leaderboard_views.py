@@ -160,11 +160,13 @@ def test_heat_cells_are_coloured_on_one_scale(results):
     (matrix,) = by_table(robustness_views(rows, outcomes), "matrix", eps=0.2)
     (rendered,) = render_rich([matrix])
     table = rendered.renderables[1]
-    cells = [cell for column in table.columns[1:] for cell in column._cells]
+    coloured = {table.plain[span.start : span.end].strip(): span.style.bgcolor.triplet
+                for span in table.spans if getattr(span.style, "bgcolor", None) is not None}
     values = [row[key] for key in ("attack:fgsm", "attack:noise") for row in matrix.rows]
-    for cell, value in zip(cells, values):
+    assert len(coloured) == len(set(values)) and set(coloured) == {f"{100 * v:.1f}%" for v in values}
+    for value in values:
         red, green, blue = heat_colour(value)
-        assert cell.style.bgcolor.triplet == (red, green, blue)
+        assert coloured[f"{100 * value:.1f}%"] == (red, green, blue)
     assert heat_colour(0.0)[0] > heat_colour(0.0)[1] and heat_colour(1.0)[1] > heat_colour(1.0)[0]
 
 
@@ -181,3 +183,17 @@ def test_a_view_wider_than_the_terminal_is_split_into_pages():
     assert max(len(line) for line in text.splitlines()) <= 80
     assert all(text.count(attack) == 1 for attack in attacks)
     assert text.count("defense-2") == len(rendered)  # the label column on every page, never cut
+
+
+def test_a_long_label_wraps_and_is_never_cut():
+    label = "ensemble-transfer(surrogates=lenet+mlp+resnet, steps=40, momentum=0.9, note=a very long label)"
+    columns = [Column("attack", "attack"), Column("robust", "robust", "percent")]
+    rendered = render_rich([View("Attacks", "attacks", {}, columns, [{"attack": label, "robust": 0.5}])], width=60)
+    console = Console(record=True, width=60, file=io.StringIO())
+    for renderable in rendered:
+        console.print(renderable)
+    lines = console.export_text().splitlines()
+    assert max(len(line) for line in lines) <= 60 and len(rendered) == 1
+    body = lines[lines.index(next(line for line in lines if "───" in line)) + 1 :]
+    assert len(body) >= 2 and body[0].rstrip().endswith("50.0%")  # the value on the label's first line
+    assert "".join(line.replace("50.0%", "") for line in body).replace(" ", "") == label.replace(" ", "")

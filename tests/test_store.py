@@ -38,6 +38,29 @@ def test_every_sqlite_connection_is_configured(db):
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == head_revision()
 
 
+def test_a_reader_neither_writes_nor_waits_for_a_writer(db, tmp_path):
+    """A reading command opens an existing file read-only: it reads while a writer holds the
+    write lock (a writer's transaction is BEGIN IMMEDIATE), and its quick_check runs beside it."""
+    import time
+
+    open_store(db).save_run(_run("k1"))
+    path = tmp_path / "results.db"
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # held for the whole read below
+    try:
+        start = time.perf_counter()
+        reader = open_store(db, writes=False)
+        (run,) = reader.runs()
+        assert run.key == "k1" and reader.read_only and reader.damage == []
+        assert time.perf_counter() - start < 10  # the busy timeout is 60 s
+        with pytest.raises(StoreError, match="readonly|read-only"):
+            reader.save_run(_run("k2"))
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert [r.key for r in open_store(db).runs()] == ["k1"]
+
+
 def test_reopening_is_a_no_op_and_rows_survive(db):
     store = open_store(db)
     store.save_run(_run("k1"))

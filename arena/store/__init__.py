@@ -40,7 +40,10 @@ from .sqlite import (  # noqa: F401  (part of the store's API)
     _configure_sqlite,
     _connect_read_only,
     _scrub,
+    holds_data,
     integrity_check,
+    quick_check,
+    refuse_foreign,
     shown_url,
     sqlite_path,
 )
@@ -113,12 +116,31 @@ class Scan:
     stopped: str | None = None
 
 
+def _background(function: Callable[..., Any], *args: Any) -> Any:
+    """``function(*args)`` in a daemon thread; ``.result()`` of the returned object waits for it."""
+    from concurrent.futures import Future
+    import threading
+
+    future: Future = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(function(*args))
+        except BaseException as exc:  # handed to whoever asks for the result
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="arena-quick-check", daemon=True).start()
+    return future
+
+
 class Store:
     """Reads and writes results; the only part of Arena that touches the database.
 
-    ``writes``: the caller means to write, so a damaged SQLite database is refused at once
-    (otherwise it is opened read-only with a warning). ``warn`` receives each one-line warning
-    (a skipped row, a damaged file); by default they go to standard error.
+    ``writes``: the caller means to write, so a damaged SQLite database is refused at once.
+    Otherwise an existing SQLite file is opened read-only, and SQLite's quick_check runs in a
+    thread beside the reading: :attr:`damage` waits for it and warns if it found damage.
+    ``warn`` receives each one-line warning (a skipped row, a damaged file); by default they go
+    to standard error.
     """
 
     def __init__(self, url: str, writes: bool = True, warn: Callable[[str], None] | None = None) -> None:
@@ -126,36 +148,71 @@ class Store:
         self.warn = warn or _print_warning
         self._warned: set[str] = set()
         self.path = path = sqlite_path(url)
-        #: What SQLite's quick_check found wrong with the file at open (empty: nothing).
-        self.damage: list[str] = []
+        self._damage: list[str] = []
+        self._checking: Any = None  # a reader's quick_check, running beside its reading
+        #: A reader of an existing SQLite file reads through read-only connections: it never
+        #: writes to the file nor takes the writers' lock.
+        self.read_only = False
         if path is not None:
-            self.damage = _check_sqlite_file(path)
-            if self.damage:
-                if writes:
-                    raise StoreError(self._refusal())
-                self._warn_once(f"{path} is damaged ({self._damage_summary()}); reading what SQLite can still "
-                                f"read, writing nothing: see `arena db check --db {path}`")
+            if not writes and holds_data(path):
+                refuse_foreign(path)
+                self.read_only = True
+                self._checking = _background(quick_check, path)
             else:
+                self._damage = _check_sqlite_file(path)  # a writer checks first
+                if self._damage:
+                    raise StoreError(self._refusal())
                 try:
                     path.parent.mkdir(parents=True, exist_ok=True)
                 except OSError as exc:
                     raise StoreError(f"cannot create the folder for database {path}: {exc.strerror}") from None
-        try:
-            if self.damage:
-                self.engine = create_engine("sqlite://", creator=lambda: _connect_read_only(path))
-            else:
-                self.engine = create_engine(url)
-        except (SQLAlchemyError, ImportError, ValueError, TypeError) as exc:
-            raise StoreError(f"cannot use database URL {self._where()!r}: {_scrub(str(exc), url)}") from None
-        if self.engine.dialect.name == "sqlite":
-            _configure_sqlite(self.engine, read_only=bool(self.damage))
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._connect()
+        if self.read_only and self._checking is not None and not self._at_head():
+            # Migrating writes: wait for the check, then migrate through a writable connection.
+            if not self.damage:
+                self.read_only = False
+                self.engine.dispose()
+                self._connect()
         try:
             self._migrate(path)
         except StoreError:
             raise
         except DBAPIError as exc:
             raise StoreError(f"cannot open database {self._where()}: {_scrub(str(exc.orig), url)}") from None
+
+    def _connect(self) -> None:
+        path, url = self.path, self.url
+        try:
+            if self.read_only:
+                self.engine = create_engine("sqlite://", creator=lambda: _connect_read_only(path))
+            else:
+                self.engine = create_engine(url)
+        except (SQLAlchemyError, ImportError, ValueError, TypeError) as exc:
+            raise StoreError(f"cannot use database URL {self._where()!r}: {_scrub(str(exc), url)}") from None
+        if self.engine.dialect.name == "sqlite":
+            _configure_sqlite(self.engine, read_only=self.read_only)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def _at_head(self) -> bool:
+        try:
+            with self.engine.connect() as connection:
+                return _current_revision(connection) == HEAD_REVISION
+        except DBAPIError:
+            return False
+
+    @property
+    def damage(self) -> list[str]:
+        """What SQLite's quick_check found wrong with the file (empty: nothing). A reader's check
+        runs beside its reading; asking waits for it, and warns once if it found damage."""
+        if self._checking is not None:
+            self._damage, self._checking = self._checking.result(), None
+            if self._damage:
+                self._warn_damage()
+        return self._damage
+
+    def _warn_damage(self) -> None:
+        self._warn_once(f"{self.path} is damaged ({self._damage_summary()}); reading what SQLite can still "
+                        f"read, writing nothing: see `arena db check --db {self.path}`")
 
     def _where(self) -> str:
         return shown_url(self.url)
@@ -234,8 +291,8 @@ class Store:
     # -- damage -----------------------------------------------------------------------------
 
     def _damage_summary(self) -> str:
-        first = self.damage[0]
-        more = len(self.damage) - 1
+        first = self._damage[0]
+        more = len(self._damage) - 1
         return f"SQLite's quick_check: {first}" + (f", and {more} more problem{'s' * (more > 1)}" if more else "")
 
     def _refusal(self) -> str:

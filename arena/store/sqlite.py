@@ -73,26 +73,44 @@ def _check_result(rows: list[tuple[Any, ...]]) -> list[str]:
 def _check_sqlite_file(path: Path) -> list[str]:
     """Refuse a foreign or unreadable file before any connection could write to it; return
     what SQLite's ``quick_check`` finds wrong with an Arena database (nothing when healthy)."""
-    if not path.exists() or path.stat().st_size == 0:
+    if not holds_data(path):
         return []
+    refuse_foreign(path)
+    return quick_check(path)
+
+
+def holds_data(path: Path) -> bool:
+    return path.exists() and path.stat().st_size > 0
+
+
+def refuse_foreign(path: Path) -> None:
+    """Raise :class:`StoreError` for a file that is not an SQLite database, or one that holds
+    another program's tables (cheap: reads the schema only)."""
     try:
         with contextlib.closing(_connect_read_only(path)) as conn:
             tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            if tables and "alembic_version" not in tables:
-                listed = ", ".join(sorted(tables)[:5])
-                raise StoreError(
-                    f"{path} is a database of something else (tables: {listed}); it was left untouched: "
-                    "pass another --db"
-                )
-            try:
-                return _check_result(conn.execute("PRAGMA quick_check(20)").fetchall())
-            except sqlite3.DatabaseError as exc:
-                return [str(exc)]
     except sqlite3.DatabaseError as exc:
         raise StoreError(
             f"{path} is not a readable SQLite database ({exc}); it was left untouched: move it "
             "aside or pass another --db"
         ) from None
+    if tables and "alembic_version" not in tables:
+        listed = ", ".join(sorted(tables)[:5])
+        raise StoreError(
+            f"{path} is a database of something else (tables: {listed}); it was left untouched: "
+            "pass another --db"
+        )
+
+
+def quick_check(path: Path) -> list[str]:
+    """What SQLite's ``quick_check`` finds wrong with the file (empty: nothing), read through a
+    read-only connection. SQLite releases the GIL while it checks, so a reader can run this in
+    a thread beside its own reading."""
+    try:
+        with contextlib.closing(_connect_read_only(path)) as conn:
+            return _check_result(conn.execute("PRAGMA quick_check(20)").fetchall())
+    except sqlite3.DatabaseError as exc:
+        return [str(exc)]
 
 
 def integrity_check(path: Path, limit: int = 100) -> list[str]:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from .errors import InvalidInputError
 
 if TYPE_CHECKING:
-    from .executor import Executor
+    from .executors import Executor
     from .host import Host
     from .plugins import Registry
     from .progress import Reporter
@@ -126,14 +126,18 @@ class Arena:
         self.force = self._force or request.force  # per request: never carried to the next one
         return [job for track in tracks for job in track.plan(request, self)]
 
-    def run(self, request: Request, executor: Executor | None = None) -> dict[str, list[Outcome]]:
-        """Plan ``request``, run the plan (in this process by default), finish each track;
-        the outcomes by track."""
-        from .executor import InProcessExecutor
+    def run(self, request: Request, executor: Executor | str | None = None, **settings: Any) -> dict[str, list[Outcome]]:
+        """Plan ``request``, run the plan, finish each track; the outcomes by track.
 
+        ``executor`` is an executor, or the name of a registered one (default: ``ARENA_EXECUTOR``,
+        else ``local``, in this process) built with ``settings`` (e.g. ``address=`` for Ray)."""
+        from .executors import executor_name
+
+        if executor is None or isinstance(executor, str):
+            executor = self.registry.executor(executor_name(executor), **settings)
         jobs = self.plan(request)
         try:
-            outcomes = (executor or InProcessExecutor()).run(jobs, self)
+            outcomes = executor.run(jobs, self)
         finally:
             self.close()
         by_track: dict[str, list[Outcome]] = {}

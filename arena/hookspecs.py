@@ -36,5 +36,11 @@ def register_tracks(register):
 
 
 @hookspec
+def register_executors(register):
+    """Register executors (engines that run a plan's jobs): call ``register(ExecutorClass)``
+    once per subclass of :class:`arena.executors.BaseExecutor` (see :mod:`arena.executors`)."""
+
+
+@hookspec
 def register_commands(cli):
     """Add commands to the ``arena`` CLI: ``cli`` is its :class:`click.Group`."""

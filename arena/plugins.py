@@ -142,6 +142,8 @@ class Registry:
     warnings: list[str] = field(default_factory=list)
     #: Registered tracks by name (instances).
     tracks: dict[str, Track] = field(default_factory=dict)
+    #: Registered executors by name (classes).
+    executors: dict[str, Any] = field(default_factory=dict)
 
     def ordered_tracks(self) -> list[Track]:
         """The registered tracks, built-in ones first (by ``order``, then name)."""
@@ -172,6 +174,32 @@ class Registry:
         if clash:
             raise PluginError(f"track {name!r} from {source} names leaderboard tracks {clash} of another track")
         self.tracks[name] = cls()
+
+    def add_executor(self, cls: Any, source: Source) -> None:
+        from .executors import BaseExecutor
+
+        if not (isinstance(cls, type) and issubclass(cls, BaseExecutor)):
+            raise PluginError(f"register_executors got {cls!r}, which is not a subclass of "
+                              "arena.executors.BaseExecutor")
+        name = getattr(cls, "name", "")
+        if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9-]{0,15}", name):
+            raise PluginError(f"executor {cls.__qualname__} has name {name!r}: use 1-16 lower-case letters, digits "
+                              "and dashes, starting with a letter")
+        existing = self.executors.get(name)
+        if existing is not None and existing is not cls:
+            raise PluginError(f"executor {name!r} from {source} duplicates one already registered")
+        self.executors[name] = cls
+
+    def executor(self, name: str, **settings: Any) -> Any:
+        """An instance of the executor ``name`` with the run's executor settings; a clear error
+        for an unknown one."""
+        try:
+            cls = self.executors[name]
+        except KeyError:
+            known = ", ".join(sorted(self.executors)) or "none"
+            raise UnknownPluginError(f"unknown executor {name!r} (registered: {known}): choose one with --executor "
+                                     f"or ARENA_EXECUTOR{self.selection_hint()}") from None
+        return cls(**settings)
 
     def names(self, kind: str) -> list[str]:
         return sorted(self.plugins[kind])
@@ -332,14 +360,19 @@ def load_registry(extra: Iterable[tuple[object, Source]] = (), tracks_only: bool
         registry.problems.append(_problem(bad, PluginError(f"unknown hook: {exc}")))
         manager.unregister(exc.plugin)
 
-    hooks = {"track": "register_tracks"} if tracks_only else {**_HOOKS, "track": "register_tracks"}
+    hooks = {"track": "register_tracks"} if tracks_only else {**_HOOKS, "track": "register_tracks",
+                                                                "executor": "register_executors"}
+    adders = {"track": registry.add_track, "executor": registry.add_executor}
     for kind, hook in hooks.items():
         for impl in getattr(manager.hook, hook).get_hookimpls():
             source = sources.get(id(impl.plugin), Source("unknown", ""))
 
             def register(cls: Any, _kind: str = kind, _source: Source = source) -> None:
                 try:
-                    registry.add_track(cls, _source) if _kind == "track" else registry.add(_kind, cls, _source)
+                    if _kind in adders:
+                        adders[_kind](cls, _source)
+                    else:
+                        registry.add(_kind, cls, _source)
                 except ArenaError as exc:
                     registry.problems.append(_problem(_source, exc))
 

@@ -280,6 +280,16 @@ def tracks_table(tracks: list[dict[str, Any]]) -> Table:
     return table
 
 
+def executors_table(executors: list[dict[str, Any]]) -> Table:
+    table = _table("Executors (arena run --executor NAME)")
+    for name in ["executor", "needs", "summary"]:
+        table.add_column(name, overflow="fold")
+    for executor in executors:
+        extra = f"pip install 'arena-bench[{executor['extra']}]'" if executor["extra"] else ""
+        table.add_row(cell(executor["name"]), cell(extra), cell(executor["summary"]))
+    return table
+
+
 def problems_table(problems: list[dict[str, Any]]) -> Table:
     broken = Table(title="Plugins that failed to load", title_justify="left", header_style="bold red")
     for name in ["package", "version", "entry point", "error"]:

@@ -148,13 +148,17 @@ def plugins(as_json, verbose) -> None:
     ]
     tracks = [{"name": track.name, "summary": track.summary, "boards": list(track.board_names())}
               for track in registry.ordered_tracks()]
+    executors = [{"name": name, "summary": cls.summary, "extra": cls.extra}
+                 for name, cls in sorted(registry.executors.items())]
     if as_json:
-        click.echo(json.dumps({"plugins": entries, "problems": problems, "tracks": tracks}, indent=2))
+        click.echo(json.dumps({"plugins": entries, "problems": problems, "tracks": tracks, "executors": executors},
+                              indent=2))
         return
-    from ..tables import plugins_table, problems_table, tracks_table
+    from ..tables import executors_table, plugins_table, problems_table, tracks_table
 
     stdout.print(plugins_table(entries, verbose))
     stdout.print(tracks_table(tracks))
+    stdout.print(executors_table(executors))
     if problems:
         stdout.print(problems_table(problems))
 

@@ -143,7 +143,8 @@ class Store:
     to standard error.
     """
 
-    def __init__(self, url: str, writes: bool = True, warn: Callable[[str], None] | None = None) -> None:
+    def __init__(self, url: str, writes: bool = True, warn: Callable[[str], None] | None = None,
+                 check: bool = True) -> None:
         self.url = url
         self.warn = warn or _print_warning
         self._warned: set[str] = set()
@@ -157,7 +158,8 @@ class Store:
             if not writes and holds_data(path):
                 refuse_foreign(path)
                 self.read_only = True
-                self._checking = _background(quick_check, path)
+                if check:  # a job's worker reads a file its driver checked: ``check=False``
+                    self._checking = _background(quick_check, path)
             else:
                 self._damage = _check_sqlite_file(path)  # a writer checks first
                 if self._damage:
@@ -167,7 +169,7 @@ class Store:
                 except OSError as exc:
                     raise StoreError(f"cannot create the folder for database {path}: {exc.strerror}") from None
         self._connect()
-        if self.read_only and self._checking is not None and not self._at_head():
+        if self.read_only and not self._at_head():
             # Migrating writes: wait for the check, then migrate through a writable connection.
             if not self.damage:
                 self.read_only = False
@@ -546,7 +548,8 @@ def pack_robust(samples: list[Sample]) -> bytes | None:
     return np.packbits(np.array([bool(s.robust) for s in ordered], dtype=bool), bitorder="little").tobytes()
 
 
-def open_store(url: str, writes: bool = True, warn: Callable[[str], None] | None = None) -> Store:
+def open_store(url: str, writes: bool = True, warn: Callable[[str], None] | None = None,
+               check: bool = True) -> Store:
     """Open (creating or migrating as needed) the database at ``url`` (see :class:`Store`)."""
-    return Store(url, writes=writes, warn=warn)
+    return Store(url, writes=writes, warn=warn, check=check)
 

@@ -1,0 +1,145 @@
+"""Executors run plans. The contract is one method: ``run(plan, arena) -> outcomes``.
+
+An executor is registered through the ``register_executors`` hook like any plugin
+(``register(ExecutorClass)``; built in: ``local`` and ``ray``) and chosen with ``arena run
+--executor NAME`` or ``ARENA_EXECUTOR``. Its class has a ``name``, a one-line ``summary``, the
+pip ``extra`` that installs what it needs (if anything), and takes the run's executor settings
+as keyword arguments (``address`` from ``--ray-address``, ``max_parallel`` from
+``--max-parallel``; each executor reads those it knows).
+
+Every job of a plan carries its key, its track, its kind, the keys of the jobs it needs and a
+JSON-able spec. An executor runs each job, in an order that respects ``needs``, as
+:func:`run_job` does: an :class:`arena.Arena` of its own (same home, store and model cache)
+calls ``arena.prepare(job)`` and ``Track.execute(job, arena)``. An executor that runs jobs in
+other processes passes :class:`JobContext` and the job's dict to :func:`run_job_elsewhere`
+there, which writes nothing to the results database: it returns the runs to store, and the
+driver stores them with :func:`store_results` (one writer). :meth:`arena.Arena.run` calls
+``Track.finish`` once all outcomes are back. A training job records no failure: the evaluations
+that need the model ask for it again and record why it failed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+if TYPE_CHECKING:
+    from ..app import Arena
+    from ..store import Run
+    from ..track import Job, Outcome
+
+
+class Executor(Protocol):
+    def run(self, plan: list[Job], arena: Arena) -> list[Outcome]:
+        """Run every job of ``plan``; the outcomes of the results stored, in plan order."""
+
+
+class BaseExecutor:
+    """What every registered executor declares."""
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    #: The ``pip install arena-bench[EXTRA]`` that brings what this executor needs.
+    extra: ClassVar[str | None] = None
+
+    def __init__(self, **settings: Any) -> None:
+        self.settings = settings
+
+    def run(self, plan: list[Job], arena: Arena) -> list[Outcome]:  # pragma: no cover - contract
+        raise NotImplementedError
+
+
+def executor_name(name: str | None) -> str:
+    """The executor asked for: ``name``, else ``ARENA_EXECUTOR``, else ``local``."""
+    return name or os.environ.get("ARENA_EXECUTOR") or "local"
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What a job run in another process needs to build its :class:`arena.Arena`."""
+
+    home: str
+    db: str
+    device: str
+    force: bool
+    deterministic: bool
+
+    @classmethod
+    def of(cls, arena: Arena) -> JobContext:
+        return cls(str(arena.home), arena.db_url, arena.device_name, arena.force, arena.deterministic)
+
+
+@dataclass
+class Finished:
+    """What one job run elsewhere sends back: the runs to store (with whether each supersedes
+    the current run of its key), the outcomes it reused (by run id), and where it ran."""
+
+    job: str
+    writes: list[tuple[Run, bool, str, dict[str, Any]]]
+    reused: list[tuple[int, str, dict[str, Any]]]
+    where: str = ""
+    seconds: float = 0.0
+
+
+class _PendingWrites:
+    """The store a job run elsewhere sees: it reads the results database as usual and keeps
+    every run it would save, for the driver to store."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self.saved: list[tuple[Run, bool]] = []
+
+    def save_run(self, run: Run, replace: bool = False) -> Run:
+        self.saved.append((run, replace))
+        return run
+
+    def update_run(self, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("a job run elsewhere does not update stored runs: the driver does (Track.finish)")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def run_job(job: Job, arena: Arena) -> list[Outcome]:
+    """One job, in this process."""
+    arena.prepare(job)
+    return arena.registry.track(job.track).execute(job, arena)
+
+
+def run_job_elsewhere(context: JobContext, job: dict[str, Any]) -> Finished:
+    """One job in a worker process: its results come back to be stored by the driver."""
+    import socket
+    import time
+
+    from ..app import Arena
+    from ..store import open_store
+    from ..track import Job
+
+    started = time.perf_counter()
+    plan_job = Job(**{**job, "needs": tuple(job["needs"]), "keys": tuple(job["keys"])})
+    with Arena(home=context.home, db=context.db, device=context.device, force=context.force,
+               deterministic=context.deterministic) as arena:
+        pending = _PendingWrites(open_store(arena.db_url, writes=False, check=False))
+        arena._store = pending  # type: ignore[assignment]  # reads as usual, writes come back
+        outcomes = run_job(plan_job, arena)
+    saved = {id(run): replace for run, replace in pending.saved}
+    writes = [(o.run, saved[id(o.run)], o.label, o.details) for o in outcomes if id(o.run) in saved]
+    reused = [(o.run.id, o.label, o.details) for o in outcomes if id(o.run) not in saved]
+    where = f"{socket.gethostname()}:{os.getpid()}"
+    return Finished(plan_job.key or plan_job.label, writes, reused, where, time.perf_counter() - started)
+
+
+def store_results(arena: Arena, finished: Finished) -> list[Outcome]:
+    """Store what a job run elsewhere sent back (the driver is the one writer); its outcomes."""
+    from ..track import Outcome
+
+    outcomes = []
+    for run, replace, label, details in finished.writes:
+        stored = arena.store.save_run(run, replace=replace)
+        outcomes.append(Outcome(stored, stored is not run, label, details))
+    for run_id, label, details in finished.reused:
+        run = arena.store.get_run(run_id)
+        if run is not None:
+            outcomes.append(Outcome(run, True, label, details))
+    return outcomes

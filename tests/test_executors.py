@@ -1,0 +1,113 @@
+"""Executors: the same plan run in this process and as tasks on a real local Ray instance stores
+the same results; a Ray worker killed mid-job loses and duplicates nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from arena.errors import ArenaError
+from arena.plugins import get_registry
+
+from .conftest import run_arena
+
+MATRIX = ["-a", "fgsm,pgd", "-d", "standard,advtrain", "--n", "60"]
+
+
+def _stored(path: Path) -> tuple[list[str], list[tuple]]:
+    """Every stored key (with how often it is stored) and every per-sample outcome, by key."""
+    with sqlite3.connect(path) as conn:
+        keys = sorted(row[0] for row in conn.execute("SELECT key FROM runs WHERE status = 'ok'"))
+        samples = sorted(conn.execute(
+            'SELECT r.key, s."index", s.robust, s.adv_pred FROM samples s JOIN runs r ON r.id = s.run_id').fetchall())
+    return keys, samples
+
+
+def _run(tmp_path: Path, name: str, *extra: str, env: dict[str, str] | None = None):
+    # One intra-op thread in both: a Ray task asks for one CPU and gets OMP_NUM_THREADS=1, and
+    # the thread count changes training's floating-point sums.
+    environment = {"ARENA_HOME": str(tmp_path / f"home-{name}"), "OMP_NUM_THREADS": "1", **(env or {})}
+    return run_arena("run", *MATRIX, "--db", str(tmp_path / f"{name}.db"), *extra, env=environment, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> tuple[list[str], list[tuple]]:
+    folder = tmp_path_factory.mktemp("in-process")
+    done = _run(folder, "local")
+    assert done.returncode == 0, done.stderr
+    return _stored(folder / "local.db")
+
+
+def test_ray_stores_exactly_what_the_in_process_executor_stores(tmp_path, reference):
+    done = _run(tmp_path, "ray", "--executor", "ray")
+    assert done.returncode == 0, done.stderr
+    assert "ran on Ray: 6 jobs on" in done.stderr  # 2 trainings + 4 evaluations, each a task
+    keys, samples = _stored(tmp_path / "ray.db")
+    assert keys == reference[0] and len(keys) == len(set(keys)) == 4
+    assert samples == reference[1] and len(samples) == 4 * 60
+    # Each worker trained in its own process: the models are in the Ray run's own home.
+    assert len(list((tmp_path / "home-ray" / "models").rglob("*.safetensors"))) >= 2
+
+
+def _ray_task_processes() -> list[int]:
+    """PIDs of Ray worker processes running one of Arena's tasks (titled ``ray::_run``)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if command.startswith(b"ray::_run"):
+                found.append(int(entry.name))
+    return found
+
+
+def test_a_ray_worker_killed_mid_job_loses_and_duplicates_nothing(tmp_path, reference):
+    killed: list[int] = []
+    stop = threading.Event()
+
+    def killer() -> None:  # the first worker seen running a job for a moment is killed, once
+        seen: dict[int, float] = {}
+        while not stop.is_set() and not killed:
+            now = time.monotonic()
+            for pid in _ray_task_processes():
+                if now - seen.setdefault(pid, now) > 0.5:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                    break
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    try:
+        done = _run(tmp_path, "ray", "--executor", "ray")
+    finally:
+        stop.set()
+        thread.join()
+    assert killed, "no Ray task was seen running"
+    assert done.returncode == 0, done.stderr
+    keys, samples = _stored(tmp_path / "ray.db")
+    assert keys == reference[0] and samples == reference[1]  # retried, stored once, same numbers
+
+
+def test_an_unknown_executor_and_a_missing_engine_are_one_line_errors(tmp_path, monkeypatch):
+    done = run_arena("run", "-a", "fgsm", "-d", "standard", "--n", "10", "--db", str(tmp_path / "x.db"),
+                     env={"ARENA_EXECUTOR": "nope"})
+    assert done.returncode == 1
+    assert done.stderr.strip() == "Error: unknown executor 'nope' (registered: local, ray): choose one with " \
+                                  "--executor or ARENA_EXECUTOR"
+    assert not (tmp_path / "x.db").exists() or _stored(tmp_path / "x.db")[0] == []
+
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    executor = get_registry().executor("ray")
+    with pytest.raises(ArenaError, match=r"pip install 'arena-bench\[ray\]'"):
+        executor.run([], None)

@@ -51,6 +51,31 @@ def db(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'results.db'}"
 
 
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server for this test session (see tests/postgres.py). CI installs
+    PostgreSQL (.ci/run), so there it always runs; elsewhere, without PostgreSQL installed,
+    the tests that need it are skipped and say how to install it."""
+    from .postgres import Server, binaries
+
+    if binaries() is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not installed: .ci/run installs it (apt-get install postgresql)")
+        pytest.skip("PostgreSQL is not installed: apt-get install postgresql (Debian) to run these tests")
+    server = Server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_db(request, tmp_path) -> str:
+    """A fresh results database on each backend Arena supports: an SQLite file, and a new
+    database on a real PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'results.db'}"
+    return request.getfixturevalue("postgres_server").database()
+
+
 class Arena:
     """Runs the CLI in-process and returns (exit code, stdout, stderr)."""
 

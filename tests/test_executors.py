@@ -111,3 +111,34 @@ def test_an_unknown_executor_and_a_missing_engine_are_one_line_errors(tmp_path, 
     executor = get_registry().executor("ray")
     with pytest.raises(ArenaError, match=r"pip install 'arena-bench\[ray\]'"):
         executor.run([], None)
+
+
+def test_the_driver_killed_then_rerun_stores_every_job_once(tmp_path, reference):
+    """The driver (and the Ray instance it started) killed after its first stored result; the
+    same command again reuses what was stored and runs the rest."""
+    import subprocess
+    import sys
+
+    db = tmp_path / "ray.db"
+    env = {**os.environ, "ARENA_HOME": str(tmp_path / "home-ray"), "OMP_NUM_THREADS": "1"}
+    arena = str(Path(sys.executable).with_name("arena"))
+    driver = subprocess.Popen([arena, "run", *MATRIX, "--db", str(db), "--executor", "ray"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    try:
+        while driver.poll() is None and time.monotonic() < deadline:
+            try:
+                if db.exists() and _stored(db)[0]:
+                    break
+            except sqlite3.OperationalError:  # the schema is being created
+                pass
+            time.sleep(0.1)
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and every Ray process it started
+        driver.wait()
+    first = _stored(db)[0]
+    assert 1 <= len(first) < 4, first  # killed mid-matrix
+    done = _run(tmp_path, "ray", "--executor", "ray")
+    assert done.returncode == 0, done.stderr
+    keys, samples = _stored(db)
+    assert keys == reference[0] and samples == reference[1]

@@ -61,18 +61,18 @@ def test_a_reader_neither_writes_nor_waits_for_a_writer(db, tmp_path):
     assert [r.key for r in open_store(db).runs()] == ["k1"]
 
 
-def test_reopening_is_a_no_op_and_rows_survive(db):
-    store = open_store(db)
+def test_reopening_is_a_no_op_and_rows_survive(any_db):
+    store = open_store(any_db)
     store.save_run(_run("k1"))
-    again = open_store(db)
+    again = open_store(any_db)
     (run,) = again.runs()
     assert run.key == "k1" and run.robustness.robust_accuracy == 0.5
     ((indices, robust),) = again.sample_outcomes([run.id]).values()
     assert indices.tolist() == [0] and robust.tolist() == [True]
 
 
-def test_a_completed_result_is_never_replaced_but_a_failed_one_is(db):
-    store = open_store(db)
+def test_a_completed_result_is_never_replaced_but_a_failed_one_is(any_db):
+    store = open_store(any_db)
     failed = store.save_run(_run("k", status="error"))
     done = store.save_run(_run("k"))
     assert done.id != failed.id and [r.status for r in store.runs()] == ["ok"]
@@ -80,8 +80,8 @@ def test_a_completed_result_is_never_replaced_but_a_failed_one_is(db):
     assert len(store.runs()) == 1
 
 
-def test_deleting_a_run_deletes_its_samples(db):
-    store = open_store(db)
+def test_deleting_a_run_deletes_its_samples(any_db):
+    store = open_store(any_db)
     run = store.save_run(_run("k"))
     with store.session() as session:
         session.delete(session.get(Run, run.id))
@@ -89,13 +89,13 @@ def test_deleting_a_run_deletes_its_samples(db):
         assert conn.exec_driver_sql("SELECT count(*) FROM samples").scalar() == 0
 
 
-def test_a_database_from_a_newer_arena_is_refused(db, tmp_path):
-    open_store(db)
-    path = tmp_path / "results.db"
-    with sqlite3.connect(path) as conn:
-        conn.execute("UPDATE alembic_version SET version_num = '9999'")
+def test_a_database_from_a_newer_arena_is_refused(any_db):
+    store = open_store(any_db)
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
+    store.engine.dispose()
     with pytest.raises(StoreError, match="written by a newer Arena"):
-        open_store(db)
+        open_store(any_db)
 
 
 def test_bad_url_is_a_clear_error():
@@ -129,8 +129,8 @@ def test_released_schema_fixtures_migrate_forward_with_rows_kept(tmp_path):
         assert [(run_id, int(v)) for run_id, (_, values) in sorted(outcomes.items()) for v in values] == robust
 
 
-def test_a_replacing_run_supersedes_the_current_one_and_keeps_it_as_history(db):
-    store = open_store(db)
+def test_a_replacing_run_supersedes_the_current_one_and_keeps_it_as_history(any_db):
+    store = open_store(any_db)
     first = store.save_run(_run("k"))
     again = _run("k")
     again.robustness.robust_accuracy = 0.25
@@ -147,16 +147,16 @@ def test_a_replacing_run_supersedes_the_current_one_and_keeps_it_as_history(db):
     assert store.save_run(_run("k")).id == second.id
 
 
-def test_a_failed_run_is_superseded_by_its_retry(db):
-    store = open_store(db)
+def test_a_failed_run_is_superseded_by_its_retry(any_db):
+    store = open_store(any_db)
     failed = store.save_run(_run("k", status="error"))
     done = store.save_run(_run("k"))
     assert [r.id for r in store.runs()] == [done.id]
     assert store.get_run(failed.id).superseded_by == done.id
 
 
-def test_a_result_of_other_code_supersedes_the_current_one_of_its_lineage(db):
-    store = open_store(db)
+def test_a_result_of_other_code_supersedes_the_current_one_of_its_lineage(any_db):
+    store = open_store(any_db)
     old, other = _run("old-code"), _run("elsewhere")
     old.lineage, other.lineage = "lineage", "another"
     old, other = store.save_run(old), store.save_run(other)

@@ -133,6 +133,10 @@ def _background(function: Callable[..., Any], *args: Any) -> Any:
     return future
 
 
+#: The PostgreSQL advisory lock that serialises migrations (an arbitrary 63-bit constant).
+MIGRATION_LOCK = 0x4172656E61  # "Arena"
+
+
 class Store:
     """Reads and writes results; the only part of Arena that touches the database.
 
@@ -230,6 +234,10 @@ class Store:
                 raw.execute("PRAGMA foreign_keys = OFF")
             try:
                 with connection.begin():  # BEGIN IMMEDIATE: one process migrates at a time
+                    if connection.dialect.name == "postgresql":
+                        # PostgreSQL's equivalent: a lock held until this transaction ends, so
+                        # that processes opening a new database at once migrate it one by one.
+                        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
                     self._upgrade(connection, path)
             finally:
                 if raw is not None:

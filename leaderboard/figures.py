@@ -19,7 +19,7 @@ from matplotlib.figure import Figure as Canvas
 from arena.artifacts import read_examples
 from arena.text import plot_text
 
-from .pictures import examples_mosaic
+from .pictures import examples_mosaic, file_version
 
 
 def _plain_text(draw):
@@ -48,13 +48,7 @@ def examples_png(path: str | Path, title: str = "") -> bytes:
 
     Drawn once per file (its size and modification time) and title.
     """
-    file = Path(path)
-    try:
-        stat = file.stat()
-        version: tuple[int, int] | None = (stat.st_size, stat.st_mtime_ns)
-    except OSError:
-        version = None  # read_examples says why
-    return _examples_png(str(file), version, title)
+    return _examples_png(str(path), file_version(path), title)
 
 
 @functools.lru_cache(maxsize=256)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -84,6 +85,16 @@ def _rgb(chw: np.ndarray, diverging: bool) -> np.ndarray:
         return np.repeat(image[..., None], 3, axis=-1)
     stops = np.linspace(0.0, 1.0, len(SEISMIC))
     return np.stack([np.interp(image, stops, SEISMIC[:, channel]) for channel in range(3)], axis=-1)
+
+
+def file_version(path: str | Path) -> tuple[int, int] | None:
+    """A file's size and modification time, what a drawing of it is cached by (None where it
+    cannot be read: the reader then says why)."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:

@@ -23,7 +23,7 @@ import numpy as np
 from arena.artifacts import read_examples
 from arena.text import html_text, visible
 
-from .pictures import examples_mosaic, png_bytes
+from .pictures import examples_mosaic, file_version, png_bytes
 from .render import HEAT_STOPS, Figure, View, format_value, heat_colour, ink_on
 
 FONT = 'font-family="system-ui, -apple-system, Segoe UI, Roboto, sans-serif"'
@@ -235,19 +235,13 @@ def _intervals(view: View, figure: Figure) -> str:
 
 def examples_svg(path: str | Path) -> str:
     """Clean, adversarial and amplified perturbation for each example a run kept (the mosaic of
-    :func:`arena_leaderboard.pictures.examples_mosaic`, four screen pixels per picture pixel).
+    :func:`arena_leaderboard.pictures.examples_mosaic`, each picture about 64 pixels wide).
 
     Drawn once per file (its size and modification time): a page shows the same run's examples
     wherever it is the strongest attack. Raises ``arena.artifacts.UnreadableArtifact`` for a
     missing or damaged file.
     """
-    file = Path(path)
-    try:
-        stat = file.stat()
-        version: tuple[int, int] | None = (stat.st_size, stat.st_mtime_ns)
-    except OSError:
-        version = None  # read_examples says why
-    return _examples_svg(str(file), version)
+    return _examples_svg(str(path), file_version(path))
 
 
 @functools.lru_cache(maxsize=256)

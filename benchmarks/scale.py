@@ -82,7 +82,7 @@ def main() -> None:
             try:
                 name = f"ray, {workers} worker{'s' * (workers > 1)}"
                 walls[name] = run(matrix, base / f"home-ray{workers}", base / f"ray{workers}.db",
-                                  ["--executor", "ray", "--ray-address", f"127.0.0.1:{port}"])
+                                  ["--executor", "ray", "--ray-address", "auto"])
             finally:
                 subprocess.run([RAY, "stop", "--force"], capture_output=True)
     finally:

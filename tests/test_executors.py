@@ -55,8 +55,8 @@ def test_ray_stores_exactly_what_the_in_process_executor_stores(tmp_path, refere
     assert len(list((tmp_path / "home-ray" / "models").rglob("*.safetensors"))) >= 2
 
 
-def _ray_task_processes() -> list[int]:
-    """PIDs of Ray worker processes running one of Arena's tasks (titled ``ray::_run``)."""
+def _processes(part: bytes) -> list[int]:
+    """PIDs of the processes whose command line holds ``part``."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -64,20 +64,22 @@ def _ray_task_processes() -> list[int]:
                 command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
             except OSError:
                 continue
-            if command.startswith(b"ray::_run"):
+            if part in command:
                 found.append(int(entry.name))
     return found
 
 
-def test_a_ray_worker_killed_mid_job_loses_and_duplicates_nothing(tmp_path, reference):
+def _killing_one(part: bytes, run):
+    """``run()`` while the first process matching ``part`` seen for half a second is killed
+    (once); the PIDs killed and what ``run`` returned."""
     killed: list[int] = []
     stop = threading.Event()
 
-    def killer() -> None:  # the first worker seen running a job for a moment is killed, once
+    def killer() -> None:
         seen: dict[int, float] = {}
         while not stop.is_set() and not killed:
             now = time.monotonic()
-            for pid in _ray_task_processes():
+            for pid in _processes(part):
                 if now - seen.setdefault(pid, now) > 0.5:
                     os.kill(pid, signal.SIGKILL)
                     killed.append(pid)
@@ -87,10 +89,15 @@ def test_a_ray_worker_killed_mid_job_loses_and_duplicates_nothing(tmp_path, refe
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
     try:
-        done = _run(tmp_path, "ray", "--executor", "ray")
+        return killed, run()
     finally:
         stop.set()
         thread.join()
+
+
+def test_a_ray_worker_killed_mid_job_loses_and_duplicates_nothing(tmp_path, reference):
+    # Ray titles a worker running one of Arena's tasks ``ray::_run``.
+    killed, done = _killing_one(b"ray::_run", lambda: _run(tmp_path, "ray", "--executor", "ray"))
     assert killed, "no Ray task was seen running"
     assert done.returncode == 0, done.stderr
     keys, samples = _stored(tmp_path / "ray.db")
@@ -101,16 +108,16 @@ def test_an_unknown_executor_and_a_missing_engine_are_one_line_errors(tmp_path, 
     done = run_arena("run", "-a", "fgsm", "-d", "standard", "--n", "10", "--db", str(tmp_path / "x.db"),
                      env={"ARENA_EXECUTOR": "nope"})
     assert done.returncode == 1
-    assert done.stderr.strip() == "Error: unknown executor 'nope' (registered: local, ray): choose one with " \
+    assert done.stderr.strip() == "Error: unknown executor 'nope' (registered: local, ray, slurm): choose one with " \
                                   "--executor or ARENA_EXECUTOR"
     assert not (tmp_path / "x.db").exists() or _stored(tmp_path / "x.db")[0] == []
 
     import sys
 
-    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
-    executor = get_registry().executor("ray")
-    with pytest.raises(ArenaError, match=r"pip install 'arena-bench\[ray\]'"):
-        executor.run([], None)
+    for engine, extra in (("ray", "ray"), ("submitit", "slurm")):
+        monkeypatch.setitem(sys.modules, engine, None)  # as if it were not installed
+        with pytest.raises(ArenaError, match=rf"pip install 'arena-bench\[{extra}\]'"):
+            get_registry().executor(extra).run([], None)
 
 
 def test_the_driver_killed_then_rerun_stores_every_job_once(tmp_path, reference):
@@ -142,3 +149,38 @@ def test_the_driver_killed_then_rerun_stores_every_job_once(tmp_path, reference)
     assert done.returncode == 0, done.stderr
     keys, samples = _stored(db)
     assert keys == reference[0] and samples == reference[1]
+
+
+SUBMITIT_LOCAL = {"ARENA_SLURM_CLUSTER": "local"}  # submitit runs the same pickled jobs as processes here
+
+
+def test_slurm_arrays_through_submitits_local_executor_store_what_in_process_stores(tmp_path, reference):
+    done = _run(tmp_path, "slurm", "--executor", "slurm", "--max-parallel", "2", env=SUBMITIT_LOCAL)
+    assert done.returncode == 0, done.stderr
+    keys, samples = _stored(tmp_path / "slurm.db")
+    assert keys == reference[0] and samples == reference[1]
+    logs = list((tmp_path / "home-slurm" / "slurm").rglob("*_log.err"))
+    assert len(logs) == 6  # one per job: 2 trainings, then 4 evaluations
+
+
+def test_a_killed_slurm_job_is_named_with_its_log_and_a_rerun_completes(tmp_path, reference):
+    # submitit's local executor runs each job as ``python -u -m submitit.core._submit FOLDER``.
+    killed, done = _killing_one(b" -u -m submitit.core._submit ",
+                                lambda: _run(tmp_path, "slurm", "--executor", "slurm", env=SUBMITIT_LOCAL))
+    assert killed and done.returncode == 1
+    (line,) = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+    assert "1 job failed on local, the rest are stored:" in line and "(log: " in line
+    again = _run(tmp_path, "slurm", "--executor", "slurm", env=SUBMITIT_LOCAL)
+    assert again.returncode == 0, again.stderr
+    keys, samples = _stored(tmp_path / "slurm.db")
+    assert keys == reference[0] and samples == reference[1]
+
+
+def test_plan_levels():
+    from arena.executors.slurm import levels
+    from arena.track import Job
+
+    plan = [Job("t", "train", "m1", "a"), Job("t", "train", "m2", "b"),
+            Job("t", "evaluate", "r1", "c", needs=("m1",)), Job("t", "evaluate", "r2", "d", needs=("m1", "m2")),
+            Job("t", "evaluate", "r3", "e", needs=("stored-model",)), Job("t", "report", "r4", "f", needs=("r2",))]
+    assert levels(plan) == [[0, 1, 4], [2, 3], [5]]

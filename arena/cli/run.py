@@ -15,7 +15,7 @@ from .common import SEVERITY_WORDS, db_option, parse_params, parse_seeds, stderr
 
 #: The options every ``arena run`` has; the rest are the tracks' own.
 COMMON = ("plan_only", "as_json", "dataset", "seed", "seeds_text", "device", "batch_size", "param_items", "force",
-          "deterministic", "executor", "ray_address", "db_url")
+          "deterministic", "executor", "ray_address", "max_parallel", "db_url")
 
 
 def _run(**values: Any) -> None:
@@ -36,7 +36,8 @@ def _run(**values: Any) -> None:
         if common["plan_only"]:
             _print_plan(arena.plan(request), common["as_json"])
             return
-        by_track = arena.run(request, common["executor"], address=common["ray_address"])
+        by_track = arena.run(request, common["executor"], address=common["ray_address"],
+                             max_parallel=common["max_parallel"])
     broken = False
     for track in arena.tracks(request):
         outcomes = by_track.get(track.name, [])
@@ -92,11 +93,13 @@ def build() -> click.Command:
         click.Option(["--deterministic"], is_flag=True,
                      help="Seed everything and use torch's deterministic algorithms (identical reruns)."),
         click.Option(["--executor"], default=None, envvar="ARENA_EXECUTOR", metavar="NAME",
-                     help="Where the jobs run: local (this process, the default), ray, or another registered "
+                     help="Where the jobs run: local (this process, the default), ray, slurm, or another registered "
                           "executor (`arena plugins` lists them)."),
         click.Option(["--ray-address"], default=None, envvar="ARENA_RAY_ADDRESS", metavar="ADDRESS",
                      help="With --executor ray: auto or HOST:PORT joins a running cluster (default: start a local "
                           "Ray instance)."),
+        click.Option(["--max-parallel"], type=click.IntRange(min=1), default=None, envvar="ARENA_MAX_PARALLEL",
+                     metavar="N", help="With --executor slurm: at most N jobs of an array at once."),
         click.Option(["--plan", "plan_only"], is_flag=True,
                      help="Print the jobs of this run (keys, what each needs, which are stored) and run nothing."),
         click.Option(["--json", "as_json"], is_flag=True, help="With --plan: the plan as JSON."),

@@ -108,26 +108,65 @@ def run_job(job: Job, arena: Arena) -> list[Outcome]:
 
 
 def run_job_elsewhere(context: JobContext, job: dict[str, Any]) -> Finished:
-    """One job in a worker process: its results come back to be stored by the driver."""
+    """One job in a worker process: its results come back to be stored by the driver.
+
+    A worker process keeps one :class:`arena.Arena` per context across the jobs it runs (its
+    plugins, datasets, models and attack workers loaded once), as the ``local`` executor keeps
+    one for the whole plan; each job gets a store of its own that keeps the runs to send back.
+    """
     import socket
     import time
 
-    from ..app import Arena
-    from ..store import open_store
     from ..track import Job
 
     started = time.perf_counter()
     plan_job = Job(**{**job, "needs": tuple(job["needs"]), "keys": tuple(job["keys"])})
-    with Arena(home=context.home, db=context.db, device=context.device, force=context.force,
-               deterministic=context.deterministic) as arena:
-        pending = _PendingWrites(open_store(arena.db_url, writes=False, check=False))
-        arena._store = pending  # type: ignore[assignment]  # reads as usual, writes come back
+    arena, reader = _worker_arena(context)
+    pending = _PendingWrites(reader)
+    arena._store = pending  # type: ignore[assignment]  # reads as usual, writes come back
+    try:
         outcomes = run_job(plan_job, arena)
+    finally:
+        arena._store = reader  # type: ignore[assignment]
     saved = {id(run): replace for run, replace in pending.saved}
     writes = [(o.run, saved[id(o.run)], o.label, o.details) for o in outcomes if id(o.run) in saved]
     reused = [(o.run.id, o.label, o.details) for o in outcomes if id(o.run) not in saved]
     where = f"{socket.gethostname()}:{os.getpid()}"
     return Finished(plan_job.key or plan_job.label, writes, reused, where, time.perf_counter() - started)
+
+
+_WORKER_ARENAS: dict[JobContext, tuple[Arena, Any]] = {}
+
+
+def _worker_arena(context: JobContext) -> tuple[Arena, Any]:
+    """This worker process's Arena for ``context``, and its read-only store (the driver checked
+    the database file when it opened it)."""
+    found = _WORKER_ARENAS.get(context)
+    if found is None:
+        from ..app import Arena
+        from ..store import open_store
+
+        arena = Arena(home=context.home, db=context.db, device=context.device, force=context.force,
+                      deterministic=context.deterministic)
+        found = _WORKER_ARENAS[context] = (arena, open_store(arena.db_url, writes=False, check=False))
+    return found
+
+
+def progress(arena: Arena, description: str, total: int) -> Any:
+    """The session's progress bar over ``total`` jobs (nothing shown without a reporter)."""
+    import contextlib
+
+    if arena.reporter is None:
+        return contextlib.nullcontext(lambda steps=1, status="": None)
+    return arena.reporter.task(description, total)
+
+
+def error_line(exc: BaseException, last: bool = False) -> str:
+    """One line of an engine's error: its first (or, for a remote traceback, its last)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    return (lines[-1] if last else lines[0])[:300]
 
 
 def store_results(arena: Arena, finished: Finished) -> list[Outcome]:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ArenaError
 from ..hookspecs import hookimpl
-from . import BaseExecutor, Finished, JobContext, run_job_elsewhere, store_results
+from . import BaseExecutor, Finished, JobContext, error_line, progress, run_job_elsewhere, store_results
 
 if TYPE_CHECKING:
     from ..app import Arena
@@ -61,8 +61,8 @@ class RayExecutor(BaseExecutor):
             try:
                 ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
             except Exception as exc:  # no cluster at that address, a port in use, ...
-                raise ArenaError(f"cannot start or join Ray ({'address ' + address if address else 'a local instance'}): "
-                                 f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+                where = f"address {address}" if address else "a local instance"
+                raise ArenaError(f"cannot start or join Ray ({where}): {error_line(exc)}") from None
         try:
             return self._run(ray, plan, arena)
         finally:
@@ -91,33 +91,20 @@ class RayExecutor(BaseExecutor):
         places: Counter[str] = Counter()
         reporter = arena.reporter
         waiting = list(order)
-        with (reporter.task("jobs on Ray", len(waiting)) if reporter else _nothing()) as advance:
+        with progress(arena, "jobs on Ray", len(waiting)) as advance:
             while waiting:
                 done, waiting = ray.wait(waiting, num_returns=1)
                 for reference in done:
                     try:
                         finished: Finished = ray.get(reference)
                     except Exception as exc:
-                        raise ArenaError(f"a job failed on Ray: {_first_line(exc)}") from None
+                        raise ArenaError(f"a job failed on Ray: {error_line(exc, last=True)}") from None
                     results[order[reference]] = store_results(arena, finished)
                     places[finished.where.split(":")[0]] += 1
                     advance(1, plan[order[reference]].label)
         if reporter is not None:
             reporter.log("ran on Ray: " + ", ".join(f"{count} jobs on {host}" for host, count in places.most_common()))
         return [outcome for position in sorted(results) for outcome in results[position]]
-
-
-class _nothing:
-    def __enter__(self) -> Any:
-        return lambda steps=1, status="": None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line for line in str(exc).splitlines() if line.strip()]
-    return lines[-1] if lines else type(exc).__name__
 
 
 @hookimpl

@@ -55,14 +55,25 @@ _BY_ROW: dict[int, tuple[Row, str]] = {}
 
 def one_model_per_seed(runs: Iterable[Row]) -> list[Row]:
     """The runs of one threat model, keeping for each defense configuration and seed only the
-    model (``defense_key``) with the newest run: two models of the same configuration and seed
-    (trained by different Arena versions) are not two seeds."""
+    model with the newest run: two models of the same configuration and seed (trained by
+    different Arena versions) are not two seeds.
+
+    A model is its key and its checkpoint (``provenance.checkpoint_sha256``): one key trained
+    twice (by two workers that do not share a model cache, say) gives two checkpoints, and the
+    results of one are never merged with those of the other into one worst case."""
     runs = list(runs)
-    newest: dict[tuple[str, Any], tuple[int, str]] = {}
+    newest: dict[tuple[str, Any], tuple[int, tuple[Any, Any]]] = {}
     for run in runs:
         slot = (defense_config(run), run.get("seed"))
-        newest[slot] = max(newest.get(slot, (-1, "")), (run["run_id"], run["defense_key"]))
-    return [run for run in runs if newest[(defense_config(run), run.get("seed"))][1] == run["defense_key"]]
+        newest[slot] = max(newest.get(slot, (-1, ("", ""))), (run["run_id"], model_identity(run)), key=lambda m: m[0])
+    return [run for run in runs if newest[(defense_config(run), run.get("seed"))][1] == model_identity(run)]
+
+
+def model_identity(run: Row) -> tuple[Any, Any]:
+    """A run's defense model: its key and the SHA-256 of the checkpoint it was evaluated on."""
+    provenance = run.get("provenance")
+    checkpoint = provenance.get("checkpoint_sha256") if isinstance(provenance, Mapping) else None
+    return run.get("defense_key"), checkpoint
 
 
 def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:

@@ -197,3 +197,24 @@ def test_a_long_label_wraps_and_is_never_cut():
     body = lines[lines.index(next(line for line in lines if "───" in line)) + 1 :]
     assert len(body) >= 2 and body[0].rstrip().endswith("50.0%")  # the value on the label's first line
     assert "".join(line.replace("50.0%", "") for line in body).replace(" ", "") == label.replace(" ", "")
+
+
+def test_results_of_two_checkpoints_of_one_model_are_never_merged(results):
+    """One model key trained twice (two workers without a shared model cache): the worst case
+    counts only the newest checkpoint's results, not the union of both."""
+    import copy
+
+    rows, outcomes = results
+    rows = copy.deepcopy(rows)
+    at = [r for r in rows if r["eps"] == 0.1 and r["defense_label"] == "standard"]
+    fgsm, noise = (next(r for r in at if r["attack_label"] == name) for name in ("fgsm", "noise"))
+    (view,) = by_table(robustness_views(rows, outcomes), "defenses", eps=0.1)
+    (before,) = [e for e in view.rows if e["defense"] == "standard"]
+    assert before["attacks_faced"] == 2
+    fgsm["provenance"] = {**fgsm["provenance"], "checkpoint_sha256": "a" * 64}
+    noise["provenance"] = {**noise["provenance"], "checkpoint_sha256": "b" * 64}
+    newest = max((fgsm, noise), key=lambda r: r["run_id"])
+    (view,) = by_table(robustness_views(rows, outcomes), "defenses", eps=0.1)
+    (after,) = [e for e in view.rows if e["defense"] == "standard"]
+    assert after["attacks_faced"] == 1  # only the newest checkpoint's attack
+    assert after["worst_case"] == newest["robust_accuracy"]

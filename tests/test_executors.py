@@ -184,3 +184,21 @@ def test_plan_levels():
             Job("t", "evaluate", "r1", "c", needs=("m1",)), Job("t", "evaluate", "r2", "d", needs=("m1", "m2")),
             Job("t", "evaluate", "r3", "e", needs=("stored-model",)), Job("t", "report", "r4", "f", needs=("r2",))]
     assert levels(plan) == [[0, 1, 4], [2, 3], [5]]
+
+
+def test_the_generative_track_on_ray_stores_what_in_process_stores(tmp_path):
+    """Its jobs (the reference classifier, then a score per generator) through Ray workers,
+    whose cached scorer writes to the worker's store across jobs."""
+    command = ["run", "-g", "uniform,memorizer", "--samples", "64"]
+    env = {"OMP_NUM_THREADS": "1"}
+    stored = {}
+    for name, extra in (("local", []), ("ray", ["--executor", "ray"])):
+        done = run_arena(*command, "--db", str(tmp_path / f"{name}.db"), *extra,
+                         env={**env, "ARENA_HOME": str(tmp_path / f"home-{name}")}, timeout=600)
+        assert done.returncode == 0, done.stderr
+        with sqlite3.connect(tmp_path / f"{name}.db") as conn:
+            stored[name] = sorted(conn.execute(
+                "SELECT r.key, g.generator, g.fid, g.fid_test, g.memorised FROM runs r "
+                "JOIN generative_results g ON g.run_id = r.id").fetchall())
+    assert sorted(row[1] for row in stored["ray"]) == ["memorizer", "uniform"]
+    assert stored["ray"] == stored["local"]

@@ -112,7 +112,7 @@ def run_job_elsewhere(context: JobContext, job: dict[str, Any]) -> Finished:
 
     A worker process keeps one :class:`arena.Arena` per context across the jobs it runs (its
     plugins, datasets, models and attack workers loaded once), as the ``local`` executor keeps
-    one for the whole plan; each job gets a store of its own that keeps the runs to send back.
+    one for the whole plan; its store keeps the runs each job would save, to send back.
     """
     import socket
     import time
@@ -121,26 +121,29 @@ def run_job_elsewhere(context: JobContext, job: dict[str, Any]) -> Finished:
 
     started = time.perf_counter()
     plan_job = Job(**{**job, "needs": tuple(job["needs"]), "keys": tuple(job["keys"])})
-    arena, reader = _worker_arena(context)
-    pending = _PendingWrites(reader)
-    arena._store = pending  # type: ignore[assignment]  # reads as usual, writes come back
+    arena, pending = _worker_arena(context)
+    pending.saved.clear()  # a worker runs one job at a time
     try:
         outcomes = run_job(plan_job, arena)
+        saved = {id(run): replace for run, replace in pending.saved}
     finally:
-        arena._store = reader  # type: ignore[assignment]
-    saved = {id(run): replace for run, replace in pending.saved}
+        pending.saved.clear()
+    lost = [o.label for o in outcomes if id(o.run) not in saved and o.run.id is None]
+    if lost:  # a result saved past the job's store would be lost: never silently
+        raise RuntimeError(f"{', '.join(lost)}: the result was neither stored nor kept for the driver")
     writes = [(o.run, saved[id(o.run)], o.label, o.details) for o in outcomes if id(o.run) in saved]
     reused = [(o.run.id, o.label, o.details) for o in outcomes if id(o.run) not in saved]
     where = f"{socket.gethostname()}:{os.getpid()}"
     return Finished(plan_job.key or plan_job.label, writes, reused, where, time.perf_counter() - started)
 
 
-_WORKER_ARENAS: dict[JobContext, tuple[Arena, Any]] = {}
+_WORKER_ARENAS: dict[JobContext, tuple[Arena, _PendingWrites]] = {}
 
 
-def _worker_arena(context: JobContext) -> tuple[Arena, Any]:
-    """This worker process's Arena for ``context``, and its read-only store (the driver checked
-    the database file when it opened it)."""
+def _worker_arena(context: JobContext) -> tuple[Arena, _PendingWrites]:
+    """This worker process's Arena for ``context``, whose store reads the database (the driver
+    checked its file when it opened it) and keeps the runs each job would save. The same store
+    serves every job, so that whatever the tracks cache between jobs writes to it too."""
     found = _WORKER_ARENAS.get(context)
     if found is None:
         from ..app import Arena
@@ -148,7 +151,9 @@ def _worker_arena(context: JobContext) -> tuple[Arena, Any]:
 
         arena = Arena(home=context.home, db=context.db, device=context.device, force=context.force,
                       deterministic=context.deterministic)
-        found = _WORKER_ARENAS[context] = (arena, open_store(arena.db_url, writes=False, check=False))
+        pending = _PendingWrites(open_store(arena.db_url, writes=False, check=False))
+        arena._store = pending  # type: ignore[assignment]  # reads as usual, writes come back
+        found = _WORKER_ARENAS[context] = (arena, pending)
     return found
 
 

@@ -59,9 +59,11 @@ def atomic_write(path: Path, write: Callable[[str], None]) -> None:
 class ModelCache:
     """Trained models by key (a hash of everything that determines the weights)."""
 
-    def __init__(self, root: Path, reporter: Reporter) -> None:
+    def __init__(self, root: Path, reporter: Reporter, artifacts: Any = None) -> None:
         self.root = root
         self.reporter = reporter
+        #: The shared artifact store (:mod:`arena.artifact_store`), if ``ARENA_ARTIFACTS`` names one.
+        self.artifacts = artifacts
 
     def weights_path(self, key: str) -> Path:
         return self.root / f"{key}.safetensors"
@@ -70,10 +72,12 @@ class ModelCache:
         return self.root / f"{key}.json"
 
     def record(self, key: str) -> dict[str, Any] | None:
+        """The checkpoint's record, here or (when this machine has not fetched it yet) in the
+        shared artifact store."""
         try:
             return json.loads(self.record_path(key).read_text())
         except (OSError, ValueError):
-            return None
+            return self.artifacts.record(key) if self.artifacts is not None else None
 
     def annotate(self, key: str, **fields: Any) -> None:
         """Add fields to a checkpoint's record (what the host learned of the model, e.g. its
@@ -83,6 +87,8 @@ class ModelCache:
             return
         text = json.dumps({**record, **fields}, indent=2, default=str)
         atomic_write(self.record_path(key), lambda temporary: Path(temporary).write_text(text))
+        if self.artifacts is not None:
+            self.artifacts.put_record(key, {**record, **fields})
 
     def get(
         self,
@@ -98,6 +104,8 @@ class ModelCache:
         with FileLock(str(self.root / f".{key}.lock")):
             model = build()
             loaded = self._load(key, kind, name, model)
+            if loaded is None and self.artifacts is not None and self._fetch(key):
+                loaded = self._load(key, kind, name, model)
             if loaded is not None:
                 return loaded
             started = time.perf_counter()
@@ -119,7 +127,19 @@ class ModelCache:
             }
             text = json.dumps(record, indent=2, default=str)
             atomic_write(self.record_path(key), lambda temporary: Path(temporary).write_text(text))
+            if self.artifacts is not None:
+                self.artifacts.put_model(key, path, record)
             return CachedModel(model, key, digest, False, history, train_seconds)
+
+    def _fetch(self, key: str) -> bool:
+        """Copy the checkpoint of ``key`` and its record from the shared artifact store into this
+        cache (verified against the recorded SHA-256); whether it did."""
+        record = self.artifacts.fetch_model(key, self.weights_path(key), self.reporter.warn)
+        if record is None:
+            return False
+        text = json.dumps(record, indent=2, default=str)
+        atomic_write(self.record_path(key), lambda temporary: Path(temporary).write_text(text))
+        return True
 
     def _load(self, key: str, kind: str, name: str, model: nn.Module) -> CachedModel | None:
         path, record = self.weights_path(key), self.record(key)

@@ -149,7 +149,9 @@ class Host:
         self.home = home
         self.device = device if device is not None else torch.device("cpu")
         self.reporter = reporter or quiet()
-        self.cache = ModelCache(home / "models", self.reporter)
+        from .artifact_store import artifact_store
+
+        self.cache = ModelCache(home / "models", self.reporter, artifact_store())
         self._datasets: dict[str, LoadedDataset] = {}
         self._models: dict[str, BuiltModel] = {}
         self._failures: dict[str, BaseException] = {}

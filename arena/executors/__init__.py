@@ -64,10 +64,13 @@ class JobContext:
     device: str
     force: bool
     deterministic: bool
+    #: The shared artifact store (``ARENA_ARTIFACTS``) the driver names, if any.
+    artifacts: str | None = None
 
     @classmethod
     def of(cls, arena: Arena) -> JobContext:
-        return cls(str(arena.home), arena.db_url, arena.device_name, arena.force, arena.deterministic)
+        return cls(str(arena.home), arena.db_url, arena.device_name, arena.force, arena.deterministic,
+                   os.environ.get("ARENA_ARTIFACTS") or None)
 
 
 @dataclass
@@ -149,6 +152,8 @@ def _worker_arena(context: JobContext) -> tuple[Arena, _PendingWrites]:
         from ..app import Arena
         from ..store import open_store
 
+        if context.artifacts:  # the worker's models go to, and come from, the driver's store
+            os.environ["ARENA_ARTIFACTS"] = context.artifacts
         arena = Arena(home=context.home, db=context.db, device=context.device, force=context.force,
                       deterministic=context.deterministic)
         pending = _PendingWrites(open_store(arena.db_url, writes=False, check=False))

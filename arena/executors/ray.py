@@ -13,8 +13,10 @@ under one progress bar. A worker that dies mid-task is retried by Ray (``max_ret
 nothing was stored, nothing is lost or stored twice. A plugin's own failure is a failed run,
 returned and stored once like any result; it is not retried.
 
-Every worker must see the same Arena home (the model cache, the kept examples): on one machine
-it does; across machines, point ``ARENA_HOME`` at a shared filesystem.
+Workers use the driver's Arena home path and artifact store: across machines, name one shared
+artifact store (``ARENA_ARTIFACTS``, :mod:`arena.artifact_store`) so that a model trained on one
+worker is fetched by the others, and share the home too if the page should show every run's kept
+examples.
 """
 
 from __future__ import annotations

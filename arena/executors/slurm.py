@@ -13,8 +13,9 @@ run, stored once.
 and submitit's ``local`` executor otherwise (the same pickled jobs as processes on this
 machine; ``--max-parallel`` then bounds how many run at once). ``ARENA_SLURM_PARTITION``,
 ``ARENA_SLURM_TIMEOUT_MIN`` (default 60), ``ARENA_SLURM_GPUS`` (per job, default 0) and
-``ARENA_SLURM_CPUS`` (default 1) set the resources each job asks for. Every node must see the
-same Arena home (a shared filesystem) and database.
+``ARENA_SLURM_CPUS`` (default 1) set the resources each job asks for. Every node must reach the
+database and the artifact store (``ARENA_ARTIFACTS``); the logs are in the driver's home, which
+the nodes must share (as a Slurm cluster's home usually is).
 """
 
 from __future__ import annotations

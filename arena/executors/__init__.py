@@ -24,6 +24,8 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from ..errors import ArenaError
+
 if TYPE_CHECKING:
     from ..app import Arena
     from ..store import Run
@@ -48,6 +50,17 @@ class BaseExecutor:
 
     def run(self, plan: list[Job], arena: Arena) -> list[Outcome]:  # pragma: no cover - contract
         raise NotImplementedError
+
+
+def engine(module: str, executor: str) -> Any:
+    """The engine an executor drives (``import module``), or a one-line error saying what to
+    install."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ArenaError(f"--executor {executor} needs {module}: pip install 'arena-bench[{executor}]'") from None
 
 
 def executor_name(name: str | None) -> str:

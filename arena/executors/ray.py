@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ArenaError
 from ..hookspecs import hookimpl
-from . import BaseExecutor, Finished, JobContext, error_line, progress, run_job_elsewhere, store_results
+from . import BaseExecutor, Finished, JobContext, engine, error_line, progress, run_job_elsewhere, store_results
 
 if TYPE_CHECKING:
     from ..app import Arena
@@ -35,14 +35,6 @@ if TYPE_CHECKING:
 
 #: Times Ray runs a task again after its worker process died (not after an exception).
 MAX_RETRIES = 3
-
-
-def _ray() -> Any:
-    try:
-        import ray
-    except ImportError:
-        raise ArenaError("--executor ray needs Ray: pip install 'arena-bench[ray]'") from None
-    return ray
 
 
 def _run(context: JobContext, job: dict[str, Any], *needed: Any) -> Finished:
@@ -56,7 +48,7 @@ class RayExecutor(BaseExecutor):
     extra = "ray"
 
     def run(self, plan: list[Job], arena: Arena) -> list[Outcome]:
-        ray = _ray()
+        ray = engine("ray", "ray")
         address = self.settings.get("address") or os.environ.get("ARENA_RAY_ADDRESS") or None
         started = not ray.is_initialized()
         if started:

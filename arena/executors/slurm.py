@@ -26,19 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ArenaError
 from ..hookspecs import hookimpl
-from . import BaseExecutor, JobContext, error_line, progress, run_job_elsewhere, store_results
+from . import BaseExecutor, JobContext, engine, error_line, progress, run_job_elsewhere, store_results
 
 if TYPE_CHECKING:
     from ..app import Arena
     from ..track import Job, Outcome
-
-
-def _submitit() -> Any:
-    try:
-        import submitit
-    except ImportError:
-        raise ArenaError("--executor slurm needs submitit: pip install 'arena-bench[slurm]'") from None
-    return submitit
 
 
 def levels(plan: list[Job]) -> list[list[int]]:
@@ -60,7 +52,7 @@ class SlurmExecutor(BaseExecutor):
     extra = "slurm"
 
     def run(self, plan: list[Job], arena: Arena) -> list[Outcome]:
-        submitit = _submitit()
+        submitit = engine("submitit", "slurm")
         cluster = os.environ.get("ARENA_SLURM_CLUSTER") or None
         folder = arena.home / "slurm" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
         executor = submitit.AutoExecutor(folder=str(folder / "%j"), cluster=cluster)

@@ -272,21 +272,22 @@ def plugins_table(entries: list[dict[str, Any]], verbose: bool = False) -> Table
 
 
 def tracks_table(tracks: list[dict[str, Any]]) -> Table:
-    table = _table("Tracks")
-    for name in ["track", "leaderboard --track", "summary"]:
-        table.add_column(name, overflow="fold")
-    for track in tracks:
-        table.add_row(cell(track["name"]), cell(", ".join(track["boards"])), cell(track["summary"]))
-    return table
+    return _listing("Tracks", ["track", "leaderboard --track", "summary"],
+                    ([t["name"], ", ".join(t["boards"]), t["summary"]] for t in tracks))
 
 
 def executors_table(executors: list[dict[str, Any]]) -> Table:
-    table = _table("Executors (arena run --executor NAME)")
-    for name in ["executor", "needs", "summary"]:
+    return _listing("Executors (arena run --executor NAME)", ["executor", "needs", "summary"],
+                    ([e["name"], f"pip install 'arena-bench[{e['extra']}]'" if e["extra"] else "", e["summary"]]
+                     for e in executors))
+
+
+def _listing(title: str, names: list[str], rows: Any) -> Table:
+    table = _table(title)
+    for name in names:
         table.add_column(name, overflow="fold")
-    for executor in executors:
-        extra = f"pip install 'arena-bench[{executor['extra']}]'" if executor["extra"] else ""
-        table.add_row(cell(executor["name"]), cell(extra), cell(executor["summary"]))
+    for row in rows:
+        table.add_row(*map(cell, row))
     return table
 
 

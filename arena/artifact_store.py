@@ -59,10 +59,11 @@ class ArtifactStore:
         record = {**record, "blob": self.blob(record["sha256"])}
         self._put_text(self._path("models", f"{key}.json"), json.dumps(record, indent=2, default=str))
 
-    def put_model(self, key: str, weights: Path, record: dict[str, Any]) -> None:
-        """Put a checkpoint (once per content) and then its record (which names its hash)."""
+    def put_model(self, key: str, weights: Path, record: dict[str, Any], overwrite: bool = False) -> None:
+        """Put a checkpoint (once per content, unless ``overwrite``) and then its record (which
+        names its hash)."""
         target = self._path(self.blob(record["sha256"]))
-        if not self.fs.exists(target):
+        if overwrite or not self.fs.exists(target):
             self._put_file(str(weights), target)
         self.put_record(key, record)
 

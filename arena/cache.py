@@ -87,8 +87,7 @@ class ModelCache:
             return
         text = json.dumps({**record, **fields}, indent=2, default=str)
         atomic_write(self.record_path(key), lambda temporary: Path(temporary).write_text(text))
-        if self.artifacts is not None:
-            self.artifacts.put_record(key, {**record, **fields})
+        self._publish(key, {**record, **fields}, overwrite=False)
 
     def get(
         self,
@@ -127,9 +126,19 @@ class ModelCache:
             }
             text = json.dumps(record, indent=2, default=str)
             atomic_write(self.record_path(key), lambda temporary: Path(temporary).write_text(text))
-            if self.artifacts is not None:
-                self.artifacts.put_model(key, path, record)
+            self._publish(key, record, overwrite=True)
             return CachedModel(model, key, digest, False, history, train_seconds)
+
+    def _publish(self, key: str, record: dict[str, Any], overwrite: bool) -> None:
+        """Put the checkpoint and its record in the shared artifact store (``overwrite``: the
+        content was just trained here, so it replaces whatever a damaged store holds under its
+        hash). An unreachable store costs a warning, never the model."""
+        if self.artifacts is None:
+            return
+        try:
+            self.artifacts.put_model(key, self.weights_path(key), record, overwrite=overwrite)
+        except Exception as exc:  # noqa: BLE001 - fsspec backends raise many kinds
+            self.reporter.warn(f"could not put model {key[:12]} in the artifact store {self.artifacts.url}: {exc}")
 
     def _fetch(self, key: str) -> bool:
         """Copy the checkpoint of ``key`` and its record from the shared artifact store into this

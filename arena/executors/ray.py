@@ -68,7 +68,8 @@ class RayExecutor(BaseExecutor):
         cpus = os.environ.get("ARENA_RAY_JOB_CPUS")
         if gpus is None and cpus is None:
             return {"num_gpus": 1} if ray.cluster_resources().get("GPU", 0) > 0 else {"num_cpus": 1}
-        return {"num_gpus": float(gpus or 0), "num_cpus": float(cpus or (0 if gpus else 1))}
+        wanted_gpus = float(gpus or 0)
+        return {"num_gpus": wanted_gpus, "num_cpus": float(cpus) if cpus else (0.0 if wanted_gpus > 0 else 1.0)}
 
     def _run(self, ray: Any, plan: list[Job], arena: Arena) -> list[Outcome]:
         task = ray.remote(_run).options(max_retries=MAX_RETRIES, retry_exceptions=False, **self._resources(ray))

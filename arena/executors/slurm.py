@@ -88,7 +88,7 @@ class SlurmExecutor(BaseExecutor):
                         try:
                             results[position[job.job_id]] = store_results(arena, job.result())
                         except Exception as exc:  # killed, out of time or memory: named with its log
-                            failures.append(f"{label}: {error_line(exc)} (log: {job.paths.stderr})")
+                            failures.append(f"{label}: {error_line(exc, last=True)} (log: {job.paths.stderr})")
                         advance(1, label)
         if failures:
             raise ArenaError(f"{len(failures)} job{'s' * (len(failures) > 1)} failed on {executor.cluster}, the rest "

@@ -144,7 +144,8 @@ class Store:
     Otherwise an existing SQLite file is opened read-only, and SQLite's quick_check runs in a
     thread beside the reading: :attr:`damage` waits for it and warns if it found damage.
     ``warn`` receives each one-line warning (a skipped row, a damaged file); by default they go
-    to standard error.
+    to standard error. ``check=False`` is a job's worker reading its driver's database: no
+    quick_check (the driver ran it), and it never creates or migrates the database.
     """
 
     def __init__(self, url: str, writes: bool = True, warn: Callable[[str], None] | None = None,
@@ -164,6 +165,9 @@ class Store:
                 self.read_only = True
                 if check:  # a job's worker reads a file its driver checked: ``check=False``
                     self._checking = _background(quick_check, path)
+            elif not check:
+                raise StoreError(f"{path} does not exist on this machine: the workers of a run must reach its "
+                                 "database (a shared file, or a PostgreSQL URL)")
             else:
                 self._damage = _check_sqlite_file(path)  # a writer checks first
                 if self._damage:
@@ -173,6 +177,9 @@ class Store:
                 except OSError as exc:
                     raise StoreError(f"cannot create the folder for database {path}: {exc.strerror}") from None
         self._connect()
+        if not check and not self._at_head():
+            raise StoreError(f"{self._where()} is at another schema than this Arena's ({HEAD_REVISION}): a worker "
+                             "never migrates its driver's database; install the driver's version of arena-bench")
         if self.read_only and not self._at_head():
             # Migrating writes: wait for the check, then migrate through a writable connection.
             if not self.damage:
@@ -234,7 +241,7 @@ class Store:
                 raw.execute("PRAGMA foreign_keys = OFF")
             try:
                 with connection.begin():  # BEGIN IMMEDIATE: one process migrates at a time
-                    if connection.dialect.name == "postgresql":
+                    if connection.dialect.name == "postgresql" and _current_revision(connection) != HEAD_REVISION:
                         # PostgreSQL's equivalent: a lock held until this transaction ends, so
                         # that processes opening a new database at once migrate it one by one.
                         connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")

@@ -1,10 +1,13 @@
-"""One artifact store shared by every worker: trained weights by SHA-256, behind any fsspec URL.
+"""One artifact store shared by every worker: files by SHA-256, behind any fsspec URL.
 
 ``ARENA_ARTIFACTS`` names it (a folder on a shared filesystem, ``s3://bucket/arena``, any URL
 fsspec opens). A checkpoint goes in once, under its content's SHA-256
 (``sha256/AB/ABCDEF...``), with its record (what produced it, its hash, its training history and
-probe) under the model's key (``models/KEY.json``). Every path inside the store is relative to
-its root, never one machine's absolute path.
+probe) under the model's key (``models/KEY.json``). The files a run keeps (its adversarial
+examples, its sample grids) go in the same way, under their hash and their kind's suffix
+(``sha256/AB/ABCDEF....safetensors``), and the run records that path. Every path inside the
+store is relative to its root, never one machine's absolute path; a store on another machine
+is read through a local copy under ``$ARENA_HOME/cache/artifacts``, checked against its hash.
 
 The model cache (:mod:`arena.cache`) stays the local working copy in ``$ARENA_HOME/models``:
 after training it puts the checkpoint and its record here; when a model is missing locally it
@@ -37,6 +40,11 @@ class ArtifactStore:
             self.fs, self.root = fsspec.core.url_to_fs(url)
         except (ImportError, ValueError) as exc:
             raise ArenaError(f"cannot use ARENA_ARTIFACTS={url!r}: {exc}") from None
+
+    @property
+    def local(self) -> bool:
+        """Whether the store is a folder of this machine (its files are read in place)."""
+        return "file" in _protocols(self.fs)
 
     def _path(self, *parts: str) -> str:
         return "/".join([self.root.rstrip("/"), *parts])
@@ -88,12 +96,45 @@ class ArtifactStore:
             temporary.unlink(missing_ok=True)
         return record
 
+    def put_file(self, source: Path) -> str:
+        """Keep a run's file (once per content); its path relative to the store,
+        ``sha256/AB/HASH.SUFFIX``."""
+        relative = f"{self.blob(file_sha256(source))}{source.suffix}"
+        target = self._path(relative)
+        if not self.fs.exists(target):
+            self._put_file(str(source), target)
+        return relative
+
+    def local_file(self, relative: str, cache: Path) -> Path:
+        """A path on this machine holding the store's file ``relative``: the file itself in a
+        local store, else a copy under ``cache``, downloaded once and checked against the hash
+        in its name. Raises FileNotFoundError when the store does not have it and ValueError
+        when its content does not match its name."""
+        if self.local:
+            return Path(self._path(relative))
+        target = cache / relative
+        if target.is_file():
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.fetch")
+        try:
+            self.fs.get_file(self._path(relative), str(temporary))
+            if file_sha256(temporary) != content_hash(relative):
+                raise ValueError(f"its content does not match its SHA-256 name in the artifact store {self.url}")
+            os.replace(temporary, target)
+        finally:
+            temporary.unlink(missing_ok=True)
+        return target
+
     def _put_file(self, source: str, target: str) -> None:
         # Under a temporary name, then moved: a reader never sees half a file (object stores
         # write whole objects anyway).
         temporary = f"{target}.{uuid.uuid4().hex}.tmp"
         self.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
         self.fs.put_file(source, temporary)
+        if self.local:  # on disk before it has its name, as the local model cache writes
+            with open(temporary, "rb") as written:
+                os.fsync(written.fileno())
         self.fs.mv(temporary, target)
 
     def _put_text(self, target: str, text: str) -> None:
@@ -108,3 +149,37 @@ def artifact_store() -> ArtifactStore | None:
     """The store ``ARENA_ARTIFACTS`` names, or None when it is unset."""
     url = os.environ.get("ARENA_ARTIFACTS")
     return ArtifactStore(url) if url else None
+
+
+def run_files(home: Path) -> ArtifactStore:
+    """Where runs keep their files: the store ``ARENA_ARTIFACTS`` names, else the folder
+    ``artifacts`` of the Arena home ``home``."""
+    return artifact_store() or ArtifactStore(str(home / "artifacts"))
+
+
+def keep_file(home: Path, suffix: str, write: Callable[[str], None]) -> str:
+    """Write one of a run's files through ``write(path)`` and keep it in :func:`run_files`; the
+    path the run records (relative to the store)."""
+    import tempfile
+
+    home.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=home, prefix=".keep-") as folder:
+        written = Path(folder) / f"file{suffix}"
+        write(str(written))
+        return run_files(home).put_file(written)
+
+
+def content_hash(relative: str) -> str | None:
+    """The SHA-256 a store path ``sha256/AB/HASH[.SUFFIX]`` names, or None for another path."""
+    parts = relative.split("/")
+    if len(parts) != 3 or parts[0] != "sha256":
+        return None
+    digest = parts[2].split(".", 1)[0]
+    if len(digest) != 64 or parts[1] != digest[:2] or any(c not in "0123456789abcdef" for c in digest):
+        return None
+    return digest
+
+
+def _protocols(fs: Any) -> tuple[str, ...]:
+    protocol = fs.protocol
+    return (protocol,) if isinstance(protocol, str) else tuple(protocol)

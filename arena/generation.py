@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from . import records
+from .artifact_store import keep_file
 from .errors import InvalidInputError, PluginError, RefusedResult
 from .generative_metrics import (
     DENSITY_COVERAGE_K,
@@ -176,13 +177,12 @@ class GenerativeScorer:
             trained = self.host.plugin_model(info, overrides, data, settings.seed)
             run.provenance["checkpoint_sha256"] = trained.sha256
             result.train_seconds = trained.recorded_train_seconds
-            scores, artifacts = self._score(data, generator, trained.model, reference, settings,
-                                            records.artifact_stem(run, force))
+            scores, artifacts = self._score(data, generator, trained.model, reference, settings)
         except Exception as exc:  # a plugin that raises fails only its own run
             records.record_failure(run, exc, info)
         else:
             run.status = "ok"
-            run.artifacts = {name: str(path) for name, path in artifacts.items()}
+            run.artifacts = artifacts
             for name, value in scores.items():
                 setattr(result, name, value)
             run.flags = [flag.as_dict() for flag in checks.flags(scores, self.real(data).train_vs_test)]
@@ -190,7 +190,7 @@ class GenerativeScorer:
         return records.save(self.store, run, force, info.name, generator=info.name)
 
     def _score(self, data: LoadedDataset, generator: Generator, model: nn.Module, reference: ReferenceClassifier,
-               settings: GenerativeSettings, stem: str) -> tuple[dict[str, Any], dict[str, Path]]:
+               settings: GenerativeSettings) -> tuple[dict[str, Any], dict[str, str]]:
         scores: dict[str, Any] = {}
         if generator.likelihood is not None:
             scores.update(self._likelihood(data, generator, model, settings))
@@ -208,12 +208,16 @@ class GenerativeScorer:
         scores.update(checks.memorisation(real, features, samples))
         scores["noise_fid_test"] = checks.noise_fid(real, reference.embed, settings.samples, data.plugin.shape,
                                                     data.plugin.levels, settings.seed)
-        runs = self.host.home / "runs"
-        artifacts = {"samples": save_grid(samples[:GRID_SAMPLES], GRID_COLUMNS, runs / f"{stem}-samples.png"),
-                     "neighbours": checks.neighbours_picture(real, samples, data.splits.x_train,
-                                                             runs / f"{stem}-neighbours.png")}
+        # The grids go to the artifact store, by content; the run records where.
+        home = self.host.home
+        artifacts = {
+            "samples": keep_file(home, ".png", lambda path: save_grid(samples[:GRID_SAMPLES], GRID_COLUMNS, Path(path))),
+            "neighbours": keep_file(home, ".png", lambda path: checks.neighbours_picture(real, samples,
+                                                                                         data.splits.x_train, Path(path))),
+        }
         if generator.completes():
-            artifacts["completions"] = self._completions(data, generator, model, settings, runs / f"{stem}-completions.png")
+            artifacts["completions"] = keep_file(home, ".png", lambda path: self._completions(data, generator, model,
+                                                                                              settings, Path(path)))
         return scores, artifacts
 
     def _likelihood(self, data: LoadedDataset, generator: Generator, model: nn.Module,

@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 from . import records
 from .access import Access
 from .attack import Attack
-from .cache import atomic_write
+from .artifact_store import keep_file
 from .errors import InvalidInputError, LateRandomness
 from .evaluation import PLAIN, Evaluation, adaptive_evaluation, check_settings, evaluation_flags, plan as evaluations
 from .host import Host, LoadedDataset, arena_version, recorded_probe
@@ -299,8 +299,9 @@ def execute(job: Job, host: Host, store: Store, force: bool) -> list[Outcome]:
         else:
             run.status = "ok"
             run.samples = judged.samples
-            stem = records.artifact_stem(run, force)
-            run.artifacts = {"examples": str(_save_examples(host, stem, judged.examples))}
+            # Kept in the artifact store, by content; the run records where.
+            run.artifacts = {"examples": keep_file(host.home, ".safetensors",
+                                                   lambda path: save_file(judged.examples, path))}
             metrics = judged.metrics
             # The attack's own wall time (without training or judging) goes with the
             # provenance: the schema has no column for it.
@@ -349,12 +350,6 @@ def _new_run(host: Host, keys: PairingKeys, defense_info: PluginInfo, threat: Th
     run.provenance = records.provenance(host.device, data, {"attack": attack_info, "defense": defense_info},
                                         seed=settings.seed, batch_size=settings.batch_size, fast=settings.fast)
     return run
-
-
-def _save_examples(host: Host, stem: str, examples: dict[str, Any]):
-    path = host.home / "runs" / f"{stem}.safetensors"
-    atomic_write(path, lambda temporary: save_file(examples, temporary))
-    return path
 
 
 def refresh_cross_run_flags(host: Host, store: Store, dataset: str) -> None:

@@ -61,12 +61,6 @@ def record_failure(run: Run, exc: BaseException, failing: PluginInfo) -> None:
         )
 
 
-def artifact_stem(run: Run, force: bool) -> str:
-    """The name a run's files start with: its key, and with ``force`` the time it was created
-    too, so that a recomputation never overwrites the files of the run it supersedes."""
-    return run.key if not force else f"{run.key}-{run.created_at:%Y%m%dT%H%M%S%f}"
-
-
 def reused(store: Store, key: str, force: bool, label: str, **details: Any) -> Outcome | None:
     """The stored current run of ``key`` as an outcome, unless ``force`` recomputes it."""
     if force:

@@ -16,7 +16,7 @@ from pathlib import Path
 from matplotlib import rc_context
 from matplotlib.figure import Figure as Canvas
 
-from arena.artifacts import read_examples
+from arena.artifacts import local_path, read_examples
 from arena.text import plot_text
 
 from .pictures import examples_mosaic, file_version
@@ -42,13 +42,14 @@ def _png(canvas: Canvas) -> bytes:
 def examples_png(path: str | Path, title: str = "") -> bytes:
     """Clean, adversarial and amplified perturbation for each example a run kept.
 
-    ``path`` is the safetensors file `arena run` writes (``index``, ``x``, ``x_adv``, ``label``,
+    ``path`` is the stored path of the safetensors file `arena run` keeps (``index``, ``x``, ``x_adv``, ``label``,
     ``adv_pred``). The perturbation is scaled per image so its largest pixel change reaches full
     contrast (grey is no change), which makes even a tiny eps visible.
 
     Drawn once per file (its size and modification time) and title.
     """
-    return _examples_png(str(path), file_version(path), title)
+    file = local_path(path)  # raises UnreadableArtifact, saying why, where the store lacks it
+    return _examples_png(str(file), file_version(file), title)
 
 
 @functools.lru_cache(maxsize=256)
@@ -78,8 +79,8 @@ def _draw_examples(path: str, title: str) -> bytes:
     return _png(canvas)
 
 
-def save_examples_png(path: str | Path, title: str = "") -> Path:
-    """Write the examples picture next to the examples file and return its path."""
-    target = Path(path).with_suffix(".png")
+def save_examples_png(path: str | Path, title: str, target: Path) -> Path:
+    """Write the examples picture to ``target`` and return it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(examples_png(path, title))
     return target

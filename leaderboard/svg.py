@@ -20,7 +20,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from arena.artifacts import read_examples
+from arena.artifacts import local_path, read_examples
 from arena.text import html_text, visible
 
 from .pictures import examples_mosaic, file_version, png_bytes
@@ -241,7 +241,8 @@ def examples_svg(path: str | Path) -> str:
     wherever it is the strongest attack. Raises ``arena.artifacts.UnreadableArtifact`` for a
     missing or damaged file.
     """
-    return _examples_svg(str(path), file_version(path))
+    file = local_path(path)
+    return _examples_svg(str(file), file_version(file))
 
 
 @functools.lru_cache(maxsize=256)

@@ -35,6 +35,7 @@ import torch
 from click.testing import CliRunner
 from filelock import FileLock
 
+from arena.artifacts import check_artifact, local_path
 from arena.cli import cli
 from arena.generation import GenerativeScorer, quantise
 from arena.generative_metrics import fid
@@ -118,7 +119,8 @@ def test_generative_track_end_to_end(generative, reference, arena_home, monkeypa
         assert row["fid_low"] <= row["fid"] <= row["fid_high"]
         assert 0 <= row["precision"] <= 1 and 0 <= row["recall"] <= 1 and row["kid"] is not None
         assert row["train_seconds"] > 0 and row["provenance"]["checkpoint_sha256"]
-        assert Path(row["artifacts"]["samples"]).is_file()
+        assert row["artifacts"]["samples"].startswith("sha256/")  # in the artifact store, by content
+        check_artifact(row["artifacts"]["samples"])
         assert ("completions" in row["artifacts"]) == (name in AUTOREGRESSIVE)
     assert trained["gan"]["likelihood"] is None and trained["gan"]["bits_per_dim"] is None
     assert trained["vae"]["likelihood"] == "bound" and trained["pixelcnn"]["likelihood"] == "exact"
@@ -163,7 +165,7 @@ def test_generative_track_end_to_end(generative, reference, arena_home, monkeypa
     assert "Generators — digits · n=200 · reference classifier" in _invoke(arena_home, "leaderboard", "--db", url).stdout
     shown = _invoke(arena_home, "show", str(trained["pixelcnn"]["run_id"]), "--db", url).stdout
     assert "classifier_sha256" in shown and "bits_per_dim" in shown and "Training" in shown
-    assert f"Image (completions): {trained['pixelcnn']['artifacts']['completions']}" in shown
+    assert f"Image (completions): {local_path(trained['pixelcnn']['artifacts']['completions'])}" in shown
     listing = _invoke(arena_home, "results", "--db", url).stdout
     assert "Stored generative results" in listing and "image-transformer" in listing
 

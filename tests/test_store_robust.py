@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from arena.artifacts import local_path
 from arena.cli import cli
 from arena.store import open_store, shown_url
 
@@ -132,7 +133,7 @@ def test_a_damaged_examples_file_costs_only_its_picture(copy, tmp_path):
     victim = run_id_of(copy, "fgsm")  # the strongest attack: its examples are the page's picture
     stored = results_json(copy)[victim]["artifacts"]["examples"]
     examples = tmp_path / "examples.safetensors"
-    shutil.copyfile(stored, examples)
+    shutil.copyfile(local_path(stored), examples)  # a run stored with an absolute path, as before the store
     with sqlite3.connect(copy) as conn:
         conn.execute("UPDATE runs SET artifacts = ? WHERE id = ?", (json.dumps({"examples": str(examples)}), victim))
     whole = examples.read_bytes()

@@ -65,6 +65,12 @@ def show(run_id, db_url) -> None:
     stdout.print(key_values("Provenance", run.provenance or {}, formatted=False))
     for role, path in (run.artifacts or {}).items():
         if str(path).endswith(".png"):
+            from ..artifacts import UnreadableArtifact, local_path
+
+            try:
+                path = local_path(path)
+            except UnreadableArtifact as exc:
+                warn(f"run {run.id}: {exc}")
             stdout.print(f"Image ({terminal_safe(role)}): {terminal_safe(path)}", highlight=False, soft_wrap=True,
                          markup=False)
     for renderable in track.details(run, store):
@@ -82,32 +88,37 @@ def show(run_id, db_url) -> None:
 
 def _picture_examples(run) -> None:
     """Clean / adversarial / amplified perturbation of the examples the run kept, as a PNG
-    (drawn once, next to the examples file; drawn again only if that file is newer)."""
+    (drawn once per examples file and title, under ``$ARENA_HOME/pictures``)."""
     examples = (run.artifacts or {}).get("examples")
     if not examples or run.robustness is None:
         return
-    picture = _drawn(examples)
-    if picture is None:
-        from arena_leaderboard.figures import save_examples_png
+    from ..artifacts import UnreadableArtifact, local_path
 
-        from ..artifacts import UnreadableArtifact
+    result = run.robustness
+    title = f"{result.attack} vs {result.defense} · {result.norm} eps={result.eps:g}"
+    try:
+        source = local_path(examples)
+        picture = _drawn(source, title)
+        if picture is None:
+            from arena_leaderboard.figures import save_examples_png
 
-        result = run.robustness
-        title = f"{result.attack} vs {result.defense} · {result.norm} eps={result.eps:g}"
-        try:
-            picture = save_examples_png(examples, title)
-        except UnreadableArtifact as exc:
-            warn(f"run {run.id}: {exc}; no picture of its examples (`arena run ... --force` writes it again)")
-            return
+            picture = save_examples_png(source, title, _picture_path(source, title))
+    except UnreadableArtifact as exc:
+        warn(f"run {run.id}: {exc}; no picture of its examples (`arena run ... --force` writes it again)")
+        return
     stdout.print(f"Examples: {terminal_safe(picture)}", highlight=False, soft_wrap=True, markup=False)
 
 
-def _drawn(examples: str):
-    """The examples picture already drawn from the current examples file, or None."""
-    from pathlib import Path
+def _picture_path(source, title: str):
+    from ..config import home
+    from ..provenance import stable_hash
 
-    source = Path(examples)
-    picture = source.with_suffix(".png")
+    return home() / "pictures" / f"{source.stem}-{stable_hash(title)[:8]}.png"
+
+
+def _drawn(source, title: str):
+    """The examples picture already drawn from the current examples file, or None."""
+    picture = _picture_path(source, title)
     try:
         return picture if picture.stat().st_mtime_ns >= source.stat().st_mtime_ns else None
     except OSError:

@@ -15,8 +15,7 @@ returned and stored once like any result; it is not retried.
 
 Workers use the driver's Arena home path and artifact store: across machines, name one shared
 artifact store (``ARENA_ARTIFACTS``, :mod:`arena.artifact_store`) so that a model trained on one
-worker is fetched by the others, and share the home too if the page should show every run's kept
-examples.
+worker is fetched by the others and every run's kept examples are where the driver reads them.
 """
 
 from __future__ import annotations

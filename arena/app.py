@@ -127,23 +127,31 @@ class Arena:
         return [job for track in tracks for job in track.plan(request, self)]
 
     def run(self, request: Request, executor: Executor | str | None = None, **settings: Any) -> dict[str, list[Outcome]]:
-        """Plan ``request``, run the plan, finish each track; the outcomes by track.
+        """Plan ``request``, run the plan, finish each track; the outcomes by track. Raises
+        :class:`arena.executors.JobsFailed` (its ``by_track`` the finished outcomes of the rest)
+        after the tracks are finished when the executor lost jobs.
 
         ``executor`` is an executor, or the name of a registered one (default: ``ARENA_EXECUTOR``,
         else ``local``, in this process) built with ``settings`` (e.g. ``address=`` for Ray)."""
-        from .executors import executor_name
+        from .executors import JobsFailed, executor_name
 
         if executor is None or isinstance(executor, str):
             executor = self.registry.executor(executor_name(executor), **settings)
         jobs = self.plan(request)
+        failed = None
         try:
             outcomes = executor.run(jobs, self)
+        except JobsFailed as exc:  # the others are stored: finish the tracks over them
+            failed, outcomes = exc, exc.outcomes
         finally:
             self.close()
         by_track: dict[str, list[Outcome]] = {}
         for track in self.tracks(request):
             mine = [o for o in outcomes if o.run.track == track.name]
             by_track[track.name] = track.finish(request, mine, self)
+        if failed is not None:
+            failed.by_track = by_track
+            raise failed
         return by_track
 
     def prepare(self, job: Job) -> None:

@@ -17,8 +17,8 @@ from .conftest import run_arena
 CHEAP = ["-d", "standard", "-p", "standard.epochs=2", "--n", "30"]
 
 
-def _run(tmp_path: Path, machine: str, attack: str, store: Path):
-    env = {"ARENA_HOME": str(tmp_path / machine), "ARENA_ARTIFACTS": str(store)}
+def _run(tmp_path: Path, machine: str, attack: str, store: Path, **extra_env: str):
+    env = {"ARENA_HOME": str(tmp_path / machine), "ARENA_ARTIFACTS": str(store), **extra_env}
     done = run_arena("run", "-a", attack, *CHEAP, "--db", str(tmp_path / f"{machine}.db"), env=env)
     assert done.returncode == 0, done.stderr
     (record,) = [json.loads(p.read_text()) for p in (tmp_path / machine / "models").glob("*.json")]
@@ -50,6 +50,21 @@ def test_a_tampered_checkpoint_in_the_store_is_refused_and_the_model_trained_aga
     done, second, _ = _run(tmp_path, "machine-c", "fgsm", store)
     assert "does not match its recorded SHA-256" in done.stderr and "training it here instead" in done.stderr
     assert second["train_seconds"] != first["train_seconds"]  # trained on machine c
+
+
+def test_a_workers_warning_reaches_the_driver(tmp_path):
+    """A job run in a worker process (here: two local workers, as on a machine with two GPUs)
+    warns in its own process; the driver shows the warning, naming the job and where it ran."""
+    store = tmp_path / "shared-artifacts"
+    _, _, sha_a = _run(tmp_path, "machine-a", "fgsm", store)
+    blob = store / f"sha256/{sha_a[:2]}/{sha_a}"
+    data = bytearray(blob.read_bytes())
+    data[-1] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    done, _, _ = _run(tmp_path, "machine-d", "fgsm", store, ARENA_LOCAL_WORKERS="2")
+    assert "running on 2 local worker processes" in done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if "does not match its recorded SHA-256" in line]
+    assert line.startswith("warning: ") and "training it here instead (job " in line and " on " in line
 
 
 def _examples_of(db: Path) -> str:

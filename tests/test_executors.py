@@ -3,6 +3,7 @@ the same results; a Ray worker killed mid-job loses and duplicates nothing."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -53,6 +54,10 @@ def test_ray_stores_exactly_what_the_in_process_executor_stores(tmp_path, refere
     assert samples == reference[1] and len(samples) == 4 * 60
     # Each worker trained in its own process: the models are in the Ray run's own home.
     assert len(list((tmp_path / "home-ray" / "models").rglob("*.safetensors"))) >= 2
+    # The workers kept each run's examples in the artifact store the driver reads, by content.
+    with sqlite3.connect(tmp_path / "ray.db") as conn:
+        kept = [json.loads(row[0])["examples"] for row in conn.execute("SELECT artifacts FROM runs")]
+    assert len(kept) == 4 and all((tmp_path / "home-ray" / "artifacts" / path).is_file() for path in kept)
 
 
 def _processes(part: bytes) -> list[int]:
@@ -169,11 +174,65 @@ def test_a_killed_slurm_job_is_named_with_its_log_and_a_rerun_completes(tmp_path
                                 lambda: _run(tmp_path, "slurm", "--executor", "slurm", env=SUBMITIT_LOCAL))
     assert killed and done.returncode == 1
     (line,) = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
-    assert "1 job failed on local, the rest are stored:" in line and "(log: " in line
+    assert "1 job failed on local, the rest are stored" in line and "(log: " in line
+    assert "fgsm" in done.stdout or "pgd" in done.stdout  # the stored results' table, before the error
     again = _run(tmp_path, "slurm", "--executor", "slurm", env=SUBMITIT_LOCAL)
     assert again.returncode == 0, again.stderr
     keys, samples = _stored(tmp_path / "slurm.db")
     assert keys == reference[0] and samples == reference[1]
+
+
+def test_local_worker_processes_store_what_in_process_stores(tmp_path, reference):
+    """One worker process per GPU on a machine with several; ARENA_LOCAL_WORKERS sets the count
+    on the CPU too, which runs the same worker code here."""
+    done = _run(tmp_path, "workers", env={"ARENA_LOCAL_WORKERS": "2"})
+    assert done.returncode == 0, done.stderr
+    assert "running on 2 local worker processes" in done.stderr
+    keys, samples = _stored(tmp_path / "workers.db")
+    assert keys == reference[0] and samples == reference[1]
+
+
+def test_a_killed_local_worker_is_named_and_a_rerun_completes(tmp_path, reference):
+    # The worker processes are spawned interpreters (``... spawn_main(...) --multiprocessing-fork``).
+    killed, done = _killing_one(b"spawn_main", lambda: _run(tmp_path, "workers", env={"ARENA_LOCAL_WORKERS": "2"}))
+    assert killed and done.returncode == 1
+    (line,) = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+    assert "failed on 2 local worker processes, the rest are stored" in line
+    assert _stored(tmp_path / "workers.db")[0] != reference[0]  # something is missing
+    again = _run(tmp_path, "workers", env={"ARENA_LOCAL_WORKERS": "2"})
+    assert again.returncode == 0, again.stderr
+    keys, samples = _stored(tmp_path / "workers.db")
+    assert keys == reference[0] and samples == reference[1]
+
+
+def test_a_job_starting_over_on_a_worker_reuses_what_its_first_attempt_saved():
+    """As in-process, where a pairing found random late starts over and reuses the runs its
+    first attempt stored: on a worker those runs are pending, and must be found and sent back."""
+    from arena.executors import _PendingWrites
+    from arena.store import Run
+
+    class Stored:  # the results database: nothing stored for these keys
+        def find_run(self, key):
+            return None
+
+    pending = _PendingWrites(Stored())
+    first = Run(key="plain", status="ok")
+    pending.save_run(first)
+    pending.save_run(Run(key="broken", status="error"))
+    assert pending.find_run("plain") is first  # reused, as in-process
+    assert pending.find_run("broken") is None and pending.find_run("other") is None  # failed runs are never reused
+
+
+def test_local_worker_count():
+    from arena.executors.local import worker_count
+
+    assert worker_count("cpu") == (1, [])  # no GPUs: this process
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ARENA_LOCAL_WORKERS", "3")
+        assert worker_count("cpu") == (3, []) and worker_count("cpu", max_parallel=2) == (2, [])
+        patch.setenv("ARENA_LOCAL_WORKERS", "none")
+        with pytest.raises(ArenaError, match="ARENA_LOCAL_WORKERS='none' is not a number of worker processes"):
+            worker_count("cpu")
 
 
 def test_plan_levels():

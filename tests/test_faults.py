@@ -33,29 +33,53 @@ def _outcomes(db: str) -> dict[str, list[tuple]]:
     }
 
 
-def _consistent(path: Path) -> None:
-    """The database passes SQLite's integrity check and holds no half-written result."""
-    with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+def _consistent(url: str) -> None:
+    """The database holds no half-written result (and an SQLite file passes its integrity
+    check): every run has its result row, and an ok run all its samples."""
+    import sqlalchemy as sa
+
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        if not path.exists():
+            return  # killed before the file was created
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    engine = sa.create_engine(url)
+    try:
+        tables = set(sa.inspect(engine).get_table_names())
         if not tables:
             return  # killed before the schema was created: an empty database
         assert {"alembic_version", "runs", "robustness_results", "samples"} <= tables
-        rows = conn.execute(
-            "SELECT r.id, r.status, r.n, (SELECT count(*) FROM samples s WHERE s.run_id = r.id), "
-            "(SELECT count(*) FROM robustness_results x WHERE x.run_id = r.id) FROM runs r"
-        ).fetchall()
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text(
+                "SELECT r.id, r.status, r.n, (SELECT count(*) FROM samples s WHERE s.run_id = r.id), "
+                "(SELECT count(*) FROM robustness_results x WHERE x.run_id = r.id) FROM runs r"
+            )).fetchall()
+    finally:
+        engine.dispose()
     for run_id, status, n, samples, results in rows:
         assert results == 1, f"run {run_id} has no result row"
         assert samples == (n if status == "ok" else 0), f"run {run_id} ({status}) has {samples}/{n} samples"
 
 
-def _stored_runs(path: Path) -> int:
+def _stored_runs(url: str) -> int:
+    import sqlalchemy as sa
+
+    if url.startswith("sqlite:///"):  # read-only: never create the file the run is about to
+        path = url.removeprefix("sqlite:///")
+        try:
+            with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+                return conn.execute("SELECT count(*) FROM runs WHERE status = 'ok'").fetchone()[0]
+        except sqlite3.Error:
+            return 0
+    engine = sa.create_engine(url)
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-            return conn.execute("SELECT count(*) FROM runs WHERE status = 'ok'").fetchone()[0]
-    except sqlite3.Error:
+        with engine.connect() as conn:
+            return conn.execute(sa.text("SELECT count(*) FROM runs WHERE status = 'ok'")).scalar_one()
+    except sa.exc.DBAPIError:  # the schema is not created yet
         return 0
+    finally:
+        engine.dispose()
 
 
 def _wait_for(condition, timeout: float = 300.0) -> None:
@@ -65,37 +89,37 @@ def _wait_for(condition, timeout: float = 300.0) -> None:
         time.sleep(0.02)
 
 
-def test_sigkill_at_random_points_loses_nothing(tmp_path):
-    """Kill `arena run` with SIGKILL during training, then at random points among its writes."""
+def test_sigkill_at_random_points_loses_nothing(tmp_path, any_db):
+    """Kill `arena run` with SIGKILL during training, then at random points among its writes,
+    on SQLite and PostgreSQL."""
     eps = ",".join(f"{e / 100:g}" for e in range(1, 31))
     command = ["run", "-a", "fgsm", "-d", "standard", "--eps", eps, "--n", "200", "--deterministic", *CHEAP]
     reference = f"sqlite:///{tmp_path / 'reference.db'}"
     done = run_arena(*command, "--db", reference, env={"ARENA_HOME": str(tmp_path / "reference-home")})
     assert done.returncode == 0, done.stderr
 
-    home, db_path = tmp_path / "home", tmp_path / "killed.db"
+    home = tmp_path / "home"
     executable = Path(sys.executable).with_name("arena")
     env = {**os.environ, "ARENA_HOME": str(home)}
     rng = random.Random(1234)
     progress = []
     for trial, target in enumerate([0, 4, 10, 16, 22]):
-        process = subprocess.Popen([str(executable), *command, "--db", str(db_path)], env=env,
+        process = subprocess.Popen([str(executable), *command, "--db", any_db], env=env,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if trial == 0:  # while the defense trains and its checkpoint is written
             _wait_for(lambda: any((home / "models").glob(".*.lock")) if (home / "models").exists() else False)
             time.sleep(rng.uniform(0.0, 0.8))
         else:  # among the pairings' transactions
-            _wait_for(lambda: _stored_runs(db_path) >= target)
+            _wait_for(lambda: _stored_runs(any_db) >= target)
             time.sleep(rng.uniform(0.0, 0.3))
         process.send_signal(signal.SIGKILL)
         process.wait()
-        if db_path.exists():
-            _consistent(db_path)
-        progress.append(_stored_runs(db_path))
-    finished = run_arena(*command, "--db", str(db_path), env={"ARENA_HOME": str(home)})
+        _consistent(any_db)
+        progress.append(_stored_runs(any_db))
+    finished = run_arena(*command, "--db", any_db, env={"ARENA_HOME": str(home)})
     assert finished.returncode == 0, finished.stderr
-    _consistent(db_path)
-    assert _outcomes(f"sqlite:///{db_path}") == _outcomes(reference)
+    _consistent(any_db)
+    assert _outcomes(any_db) == _outcomes(reference)
     assert len(_outcomes(reference)) == 30
     assert progress == sorted(progress) and 0 < progress[-1] < 30  # the kills did land mid-run
 

@@ -131,3 +131,31 @@ def test_force_applies_to_its_own_request_only(tmp_path):
         assert not recomputed.reused and recomputed.run.id != first.run.id
         (again,) = bench.run(request)["robustness"]
         assert again.reused and again.run.id == recomputed.run.id
+
+
+def test_jobs_an_executor_lost_still_leave_the_rest_stored_and_finished(tmp_path, monkeypatch):
+    """An executor that stores every job but one and then names the one it lost: the tracks are
+    finished over what was stored (cross-run flags refreshed) before the error reaches the caller."""
+    import arena
+    from arena import pairings
+    from arena.executors import BaseExecutor, JobsFailed, failed_jobs, run_job
+
+    class LosesTheLastJob(BaseExecutor):
+        def run(self, plan, bench):
+            outcomes = [o for job in plan[:-1] for o in run_job(job, bench)]
+            raise failed_jobs([f"{plan[-1].label}: worker lost"], "test", outcomes)
+
+    refreshed = []
+    real = pairings.refresh_cross_run_flags
+    monkeypatch.setattr(pairings, "refresh_cross_run_flags", lambda *a: refreshed.append(a[2]) or real(*a))
+    request = arena.Request(dataset="digits", options={"attacks": ["fgsm", "pgd"], "defenses": ["standard"], "n": 8})
+    with arena.Arena(home=tmp_path / "home", device="cpu") as bench:
+        plan = bench.plan(request)
+        with pytest.raises(JobsFailed, match=r"^1 job failed on test, the rest are stored") as lost:
+            bench.run(request, LosesTheLastJob())
+        (stored,) = lost.value.by_track["robustness"]
+        assert stored.ok and stored.run.id is not None and stored.run.key == plan[1].key
+        assert refreshed == ["digits"]
+        assert bench.store.find_run(plan[2].key) is None  # the lost job: nothing stored
+        (again, rerun) = bench.run(request)["robustness"]  # the same request runs only what is missing
+        assert again.reused and again.run.id == stored.run.id and not rerun.reused

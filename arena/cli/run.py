@@ -20,6 +20,7 @@ COMMON = ("plan_only", "as_json", "dataset", "seed", "seeds_text", "device", "ba
 
 def _run(**values: Any) -> None:
     """Evaluate attacks against defenses, or score generators, and store the results."""
+    from ..executors import JobsFailed
     from ..progress import Reporter
     from ..track import Request
     from .common import session
@@ -36,8 +37,13 @@ def _run(**values: Any) -> None:
         if common["plan_only"]:
             _print_plan(arena.plan(request), common["as_json"])
             return
-        by_track = arena.run(request, common["executor"], address=common["ray_address"],
-                             max_parallel=common["max_parallel"])
+        try:
+            by_track = arena.run(request, common["executor"], address=common["ray_address"],
+                                 max_parallel=common["max_parallel"])
+        except JobsFailed as failed:  # what was stored is shown, then the error
+            by_track, lost = failed.by_track, failed
+        else:
+            lost = None
     broken = False
     for track in arena.tracks(request):
         outcomes = by_track.get(track.name, [])
@@ -51,6 +57,8 @@ def _run(**values: Any) -> None:
             stderr.print(f"[red]{outcome.run.status}:[/] {markup(outcome.label)}: {markup(first)} "
                          f"(details: arena show {outcome.run.id})", highlight=False)
             broken = True
+    if lost is not None:
+        raise lost
     if broken:
         sys.exit(1)
 
@@ -93,13 +101,14 @@ def build() -> click.Command:
         click.Option(["--deterministic"], is_flag=True,
                      help="Seed everything and use torch's deterministic algorithms (identical reruns)."),
         click.Option(["--executor"], default=None, envvar="ARENA_EXECUTOR", metavar="NAME",
-                     help="Where the jobs run: local (this process, the default), ray, slurm, or another registered "
+                     help="Where the jobs run: local (this machine, the default), ray, slurm, or another registered "
                           "executor (`arena plugins` lists them)."),
         click.Option(["--ray-address"], default=None, envvar="ARENA_RAY_ADDRESS", metavar="ADDRESS",
                      help="With --executor ray: auto or HOST:PORT joins a running cluster (default: start a local "
                           "Ray instance)."),
         click.Option(["--max-parallel"], type=click.IntRange(min=1), default=None, envvar="ARENA_MAX_PARALLEL",
-                     metavar="N", help="With --executor slurm: at most N jobs of an array at once."),
+                     metavar="N", help="With --executor slurm: at most N jobs of an array at once; with local: at most N "
+                                       "worker processes (one per GPU by default)."),
         click.Option(["--plan", "plan_only"], is_flag=True,
                      help="Print the jobs of this run (keys, what each needs, which are stored) and run nothing."),
         click.Option(["--json", "as_json"], is_flag=True, help="With --plan: the plan as JSON."),

@@ -14,14 +14,16 @@ calls ``arena.prepare(job)`` and ``Track.execute(job, arena)``. An executor that
 other processes passes :class:`JobContext` and the job's dict to :func:`run_job_elsewhere`
 there, which writes nothing to the results database: it returns the runs to store, and the
 driver stores them with :func:`store_results` (one writer). :meth:`arena.Arena.run` calls
-``Track.finish`` once all outcomes are back. A training job records no failure: the evaluations
+``Track.finish`` once all outcomes are back; where the engine lost jobs, the executor stores
+every other job's results first and then raises :class:`JobsFailed` with their outcomes, so the
+tracks are finished over what was stored. A training job records no failure: the evaluations
 that need the model ask for it again and record why it failed.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from ..errors import ArenaError
@@ -50,6 +52,23 @@ class BaseExecutor:
 
     def run(self, plan: list[Job], arena: Arena) -> list[Outcome]:  # pragma: no cover - contract
         raise NotImplementedError
+
+
+class JobsFailed(ArenaError):
+    """Jobs the executor's engine could not run (a worker lost for good, a Slurm job out of time):
+    raised after the outcomes of every other job are stored. :meth:`arena.Arena.run` finishes
+    the tracks over those outcomes and raises it again with ``by_track`` set."""
+
+    def __init__(self, message: str, outcomes: list[Outcome]) -> None:
+        super().__init__(message)
+        self.outcomes = outcomes
+        self.by_track: dict[str, list[Outcome]] = {}
+
+
+def failed_jobs(failures: list[str], where: str, outcomes: list[Outcome]) -> JobsFailed:
+    """The error naming every job that failed on ``where`` (the rest are stored)."""
+    return JobsFailed(f"{len(failures)} job{'s' * (len(failures) > 1)} failed on {where}, the rest are stored "
+                      f"(the same command again runs only what is missing): " + "; ".join(failures), outcomes)
 
 
 def engine(module: str, executor: str) -> Any:
@@ -89,13 +108,17 @@ class JobContext:
 @dataclass
 class Finished:
     """What one job run elsewhere sends back: the runs to store (with whether each supersedes
-    the current run of its key), the outcomes it reused (by run id), and where it ran."""
+    the current run of its key, and the label of the outcome reporting it, None for none), the
+    outcomes it reused (by run id), and where it ran."""
 
     job: str
-    writes: list[tuple[Run, bool, str, dict[str, Any]]]
+    writes: list[tuple[Run, bool, str | None, dict[str, Any]]]
     reused: list[tuple[int, str, dict[str, Any]]]
     where: str = ""
     seconds: float = 0.0
+    #: The warnings the job gave (a refused checkpoint, an unreachable artifact store, ...): the
+    #: driver shows them, since a worker's own output goes to its log.
+    warnings: list[str] = field(default_factory=list)
 
 
 class _PendingWrites:
@@ -109,6 +132,14 @@ class _PendingWrites:
     def save_run(self, run: Run, replace: bool = False) -> Run:
         self.saved.append((run, replace))
         return run
+
+    def find_run(self, key: str) -> Run | None:
+        """As the store's, counting the runs this job saved: a job that starts over (a pairing
+        found random late) reuses what its first attempt saved, as it does in-process."""
+        for run, _ in reversed(self.saved):
+            if run.key == key and run.status == "ok":
+                return run
+        return self._store.find_run(key)
 
     def update_run(self, *args: Any, **kwargs: Any) -> None:
         raise RuntimeError("a job run elsewhere does not update stored runs: the driver does (Track.finish)")
@@ -139,18 +170,25 @@ def run_job_elsewhere(context: JobContext, job: dict[str, Any]) -> Finished:
     plan_job = Job(**{**job, "needs": tuple(job["needs"]), "keys": tuple(job["keys"])})
     arena, pending = _worker_arena(context)
     pending.saved.clear()  # a worker runs one job at a time
+    warnings = arena.reporter.warnings  # type: ignore[union-attr]
+    warnings.clear()
     try:
         outcomes = run_job(plan_job, arena)
-        saved = {id(run): replace for run, replace in pending.saved}
+        saved = list(pending.saved)
     finally:
         pending.saved.clear()
-    lost = [o.label for o in outcomes if id(o.run) not in saved and o.run.id is None]
+    kept = {id(run) for run, _ in saved}
+    lost = [o.label for o in outcomes if id(o.run) not in kept and o.run.id is None]
     if lost:  # a result saved past the job's store would be lost: never silently
         raise RuntimeError(f"{', '.join(lost)}: the result was neither stored nor kept for the driver")
-    writes = [(o.run, saved[id(o.run)], o.label, o.details) for o in outcomes if id(o.run) in saved]
-    reused = [(o.run.id, o.label, o.details) for o in outcomes if id(o.run) not in saved]
+    # Every run the job saved is stored, as in-process: also one that no outcome reports (a
+    # first attempt's, when the job started over).
+    labels = {id(o.run): (o.label, o.details) for o in outcomes}
+    writes = [(run, replace, *labels.get(id(run), (None, {}))) for run, replace in saved]
+    reused = [(o.run.id, o.label, o.details) for o in outcomes if id(o.run) not in kept]
     where = f"{socket.gethostname()}:{os.getpid()}"
-    return Finished(plan_job.key or plan_job.label, writes, reused, where, time.perf_counter() - started)
+    return Finished(plan_job.key or plan_job.label, writes, reused, where, time.perf_counter() - started,
+                    list(warnings))
 
 
 _WORKER_ARENAS: dict[JobContext, tuple[Arena, _PendingWrites]] = {}
@@ -168,11 +206,28 @@ def _worker_arena(context: JobContext) -> tuple[Arena, _PendingWrites]:
         if context.artifacts:  # the worker's models go to, and come from, the driver's store
             os.environ["ARENA_ARTIFACTS"] = context.artifacts
         arena = Arena(home=context.home, db=context.db, device=context.device, force=context.force,
-                      deterministic=context.deterministic)
+                      deterministic=context.deterministic, reporter=_worker_reporter())
         pending = _PendingWrites(open_store(arena.db_url, writes=False, check=False))
         arena._store = pending  # type: ignore[assignment]  # reads as usual, writes come back
         found = _WORKER_ARENAS[context] = (arena, pending)
     return found
+
+
+def _worker_reporter() -> Any:
+    """A reporter that shows nothing and keeps the warnings, for the driver to show."""
+    from rich.console import Console
+
+    from ..progress import Reporter
+
+    class Collecting(Reporter):
+        def __init__(self) -> None:
+            super().__init__(Console(stderr=True, quiet=True), enabled=False, plain=False)
+            self.warnings: list[str] = []
+
+        def warn(self, message: str) -> None:
+            self.warnings.append(message)
+
+    return Collecting()
 
 
 def progress(arena: Arena, description: str, total: int) -> Any:
@@ -196,10 +251,14 @@ def store_results(arena: Arena, finished: Finished) -> list[Outcome]:
     """Store what a job run elsewhere sent back (the driver is the one writer); its outcomes."""
     from ..track import Outcome
 
+    if arena.reporter is not None:
+        for warning in finished.warnings:
+            arena.reporter.warn(f"{warning} (job {finished.job} on {finished.where})")
     outcomes = []
     for run, replace, label, details in finished.writes:
         stored = arena.store.save_run(run, replace=replace)
-        outcomes.append(Outcome(stored, stored is not run, label, details))
+        if label is not None:  # None: stored, but no outcome of the job reports it
+            outcomes.append(Outcome(stored, stored is not run, label, details))
     for run_id, label, details in finished.reused:
         run = arena.store.get_run(run_id)
         if run is not None:

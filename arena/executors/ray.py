@@ -11,7 +11,9 @@ Workers write nothing to the results database: each task returns the runs it wou
 the driver stores them as tasks complete (one writer, :func:`arena.executors.store_results`),
 under one progress bar. A worker that dies mid-task is retried by Ray (``max_retries``); since
 nothing was stored, nothing is lost or stored twice. A plugin's own failure is a failed run,
-returned and stored once like any result; it is not retried.
+returned and stored once like any result; it is not retried. A task lost past its retries (and
+the tasks that needed its model) is named once every other task is stored; an interrupted driver
+cancels the tasks still waiting.
 
 Workers use the driver's Arena home path and artifact store: across machines, name one shared
 artifact store (``ARENA_ARTIFACTS``, :mod:`arena.artifact_store`) so that a model trained on one
@@ -26,7 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ArenaError
 from ..hookspecs import hookimpl
-from . import BaseExecutor, Finished, JobContext, engine, error_line, progress, run_job_elsewhere, store_results
+from . import (BaseExecutor, Finished, JobContext, engine, error_line, failed_jobs, progress, run_job_elsewhere,
+               store_results)
 
 if TYPE_CHECKING:
     from ..app import Arena
@@ -82,23 +85,34 @@ class RayExecutor(BaseExecutor):
                 submitted[job.key] = reference
             order[reference] = position
         results: dict[int, list[Outcome]] = {}
+        failures: list[str] = []
         places: Counter[str] = Counter()
         reporter = arena.reporter
         waiting = list(order)
-        with progress(arena, "jobs on Ray", len(waiting)) as advance:
-            while waiting:
-                done, waiting = ray.wait(waiting, num_returns=1)
-                for reference in done:
-                    try:
-                        finished: Finished = ray.get(reference)
-                    except Exception as exc:
-                        raise ArenaError(f"a job failed on Ray: {error_line(exc, last=True)}") from None
-                    results[order[reference]] = store_results(arena, finished)
-                    places[finished.where.split(":")[0]] += 1
-                    advance(1, plan[order[reference]].label)
-        if reporter is not None:
+        try:
+            with progress(arena, "jobs on Ray", len(waiting)) as advance:
+                while waiting:
+                    done, waiting = ray.wait(waiting, num_returns=1)
+                    for reference in done:
+                        label = plan[order[reference]].label
+                        try:
+                            finished: Finished = ray.get(reference)
+                        except Exception as exc:  # lost past its retries, or a job it needs was
+                            failures.append(f"{label}: {error_line(exc, last=True)}")
+                        else:
+                            results[order[reference]] = store_results(arena, finished)
+                            places[finished.where.split(":")[0]] += 1
+                        advance(1, label)
+        except BaseException:  # interrupted: what was submitted must not run on without a driver
+            for reference in waiting:
+                ray.cancel(reference, force=True)
+            raise
+        if reporter is not None and places:
             reporter.log("ran on Ray: " + ", ".join(f"{count} jobs on {host}" for host, count in places.most_common()))
-        return [outcome for position in sorted(results) for outcome in results[position]]
+        outcomes = [outcome for position in sorted(results) for outcome in results[position]]
+        if failures:
+            raise failed_jobs(failures, "Ray", outcomes)
+        return outcomes
 
 
 @hookimpl

@@ -24,9 +24,8 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ArenaError
 from ..hookspecs import hookimpl
-from . import BaseExecutor, JobContext, engine, error_line, progress, run_job_elsewhere, store_results
+from . import BaseExecutor, JobContext, engine, error_line, failed_jobs, progress, run_job_elsewhere, store_results
 
 if TYPE_CHECKING:
     from ..app import Arena
@@ -83,17 +82,23 @@ class SlurmExecutor(BaseExecutor):
                     jobs = executor.map_array(run_job_elsewhere, [context] * len(wave),
                                               [plan[i].as_dict() for i in wave])
                     position = {job.job_id: i for job, i in zip(jobs, wave)}
-                    for job in submitit.helpers.as_completed(jobs):
-                        label = plan[position[job.job_id]].label
-                        try:
-                            results[position[job.job_id]] = store_results(arena, job.result())
-                        except Exception as exc:  # killed, out of time or memory: named with its log
-                            failures.append(f"{label}: {error_line(exc, last=True)} (log: {job.paths.stderr})")
-                        advance(1, label)
+                    try:
+                        for job in submitit.helpers.as_completed(jobs):
+                            label = plan[position[job.job_id]].label
+                            try:
+                                results[position[job.job_id]] = store_results(arena, job.result())
+                            except Exception as exc:  # killed, out of time or memory: named with its log
+                                failures.append(f"{label}: {error_line(exc, last=True)} (log: {job.paths.stderr})")
+                            advance(1, label)
+                    except BaseException:  # interrupted: the wave's jobs must not run on without a driver
+                        for job in jobs:
+                            if not job.done():
+                                job.cancel(check=False)
+                        raise
+        outcomes = [outcome for position in sorted(results) for outcome in results[position]]
         if failures:
-            raise ArenaError(f"{len(failures)} job{'s' * (len(failures) > 1)} failed on {executor.cluster}, the rest "
-                             f"are stored: " + "; ".join(failures))
-        return [outcome for position in sorted(results) for outcome in results[position]]
+            raise failed_jobs(failures, executor.cluster, outcomes)
+        return outcomes
 
 
 @hookimpl

@@ -40,13 +40,22 @@ def test_a_model_trained_on_one_machine_is_fetched_verified_and_reused_by_anothe
     assert second["history"] == first["history"]
 
 
-def test_a_tampered_checkpoint_in_the_store_is_refused_and_the_model_trained_again(tmp_path):
+def _flip_last_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _tampered_store(tmp_path: Path) -> tuple[Path, dict]:
+    """A store holding machine a's checkpoint, changed after it was put there."""
     store = tmp_path / "shared-artifacts"
     _, first, sha_a = _run(tmp_path, "machine-a", "fgsm", store)
-    blob = store / f"sha256/{sha_a[:2]}/{sha_a}"
-    data = bytearray(blob.read_bytes())
-    data[-1] ^= 0xFF
-    blob.write_bytes(bytes(data))
+    _flip_last_byte(store / f"sha256/{sha_a[:2]}/{sha_a}")
+    return store, first
+
+
+def test_a_tampered_checkpoint_in_the_store_is_refused_and_the_model_trained_again(tmp_path):
+    store, first = _tampered_store(tmp_path)
     done, second, _ = _run(tmp_path, "machine-c", "fgsm", store)
     assert "does not match its recorded SHA-256" in done.stderr and "training it here instead" in done.stderr
     assert second["train_seconds"] != first["train_seconds"]  # trained on machine c
@@ -55,12 +64,7 @@ def test_a_tampered_checkpoint_in_the_store_is_refused_and_the_model_trained_aga
 def test_a_workers_warning_reaches_the_driver(tmp_path):
     """A job run in a worker process (here: two local workers, as on a machine with two GPUs)
     warns in its own process; the driver shows the warning, naming the job and where it ran."""
-    store = tmp_path / "shared-artifacts"
-    _, _, sha_a = _run(tmp_path, "machine-a", "fgsm", store)
-    blob = store / f"sha256/{sha_a[:2]}/{sha_a}"
-    data = bytearray(blob.read_bytes())
-    data[-1] ^= 0xFF
-    blob.write_bytes(bytes(data))
+    store, _ = _tampered_store(tmp_path)
     done, _, _ = _run(tmp_path, "machine-d", "fgsm", store, ARENA_LOCAL_WORKERS="2")
     assert "running on 2 local worker processes" in done.stderr
     (line,) = [line for line in done.stderr.splitlines() if "does not match its recorded SHA-256" in line]
@@ -98,9 +102,7 @@ def test_a_runs_kept_examples_live_in_the_store_and_any_machine_draws_them(tmp_p
     assert lost.returncode == 0 and "Examples:" not in lost.stdout
     assert (f"the file {stored} is not in the artifact store {tmp_path / 'elsewhere'} (ARENA_ARTIFACTS must name "
             "the store its run wrote to)") in lost.stderr
-    data = bytearray((store / stored).read_bytes())
-    data[-1] ^= 0x01
-    (store / stored).write_bytes(bytes(data))
+    _flip_last_byte(store / stored)
     checked = run_arena("db", "check", *db, env=env)
     assert checked.returncode == 1 and "does not hold the content its SHA-256 name says" in checked.stdout
 

@@ -24,7 +24,7 @@ class FGSM(Attack):
     supports_targeted = True
 
     def perturb(self, access, x, y, threat, target=None):
-        # Eq. 8.2 of the lecture notes; targeted mode steps down the target's loss instead.
+        # Goodfellow et al. (2015), section 4; targeted mode steps down the target's loss instead.
         grad = _loss_direction(access, x, y, target)
         return (x + threat.eps * grad.sign()).clamp(0.0, 1.0)
 

@@ -1,5 +1,5 @@
 """Zero-query transfer attacks: optimise against surrogate models the host trained, never touching
-the target (the substitute-model attack of the lecture notes)."""
+the target (the substitute-model attack of Papernot et al. 2017)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""FGSM adversarial training (Goodfellow et al. 2015), eq. 8.3 of the lecture notes."""
+"""FGSM adversarial training (Goodfellow et al. 2015, section 6)."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ class Dropout(Defense):
     """Standard training of the default classifier with dropout (Srivastava et al. 2014) on the
     input of every fully connected layer, p = 0.5; no adversarial examples.
 
-    Goodfellow et al. (2015) report that adversarial training (eq. 8.3 of the lecture notes)
+    Goodfellow et al. (2015) report that adversarial training (their section 6)
     regularises beyond what dropout does; ``advtrain`` against ``dropout`` shows it here.
     """
 

@@ -3,7 +3,7 @@ likelihood p(x) = Π_i p(x_i | x_<i) in raster order, and pixel-by-pixel samplin
 
 Each model maps an image in [0, 1] to logits over the dataset's pixel levels for every pixel,
 (N, levels, H, W), where the logits of pixel i depend only on pixels before i (van den Oord
-et al. 2016, eq. 1; eq. 8.6 of the lecture notes).
+et al. 2016, eq. 1).
 """
 
 from __future__ import annotations

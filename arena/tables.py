@@ -260,14 +260,38 @@ def plan_table(jobs: list[Any]) -> Table:
 
 # -- arena plugins ----------------------------------------------------------------------------
 
+#: How ``arena plugins`` shows a third-party plugin's conformance checks.
+CHECK_MARKS = {"passed": "passed", "failed": "FAILED: arena plugins check {name}",
+               "not run": "not run: arena plugins check {name}"}
+
+
 def plugins_table(entries: list[dict[str, Any]], verbose: bool = False) -> Table:
+    """The installed plugins; where third-party ones are installed, with the state of their
+    conformance checks (built-in plugins are checked by Arena's own tests)."""
     table = _table("Plugins")
-    for name in ["kind", "name", "package", "version", "capabilities"] + (["summary"] if verbose else []):
+    checks = any(not entry["builtin"] for entry in entries)
+    for name in ["kind", "name", "package", "version", "capabilities"] + (["checks"] if checks else []) \
+            + (["summary"] if verbose else []):
         table.add_column(name, overflow="fold")
     for entry in entries:
         cells = [entry["kind"], entry["name"], entry["package"], entry["version"],
                  _capabilities(entry["kind"], entry["capabilities"])]
+        if checks:
+            cells.append("" if entry["builtin"] else CHECK_MARKS[entry.get("checks", "not run")].format(
+                name=entry["name"]))
         table.add_row(*map(cell, cells + ([entry["summary"]] if verbose else [])))
+    return table
+
+
+def conformance_table(report: list[tuple[Any, list[Any]]]) -> Table:
+    """``arena plugins check``: one row per check of each plugin."""
+    table = _table("Conformance checks")
+    for name in ["plugin", "check", "result", "how to fix"]:
+        table.add_column(name, overflow="fold")
+    for info, results in report:
+        for result in results:
+            table.add_row(cell(f"{info.kind} {info.name}"), cell(result.check),
+                          "[green]passed[/]" if result.passed else "[red]FAILED[/]", cell(result.message))
     return table
 
 

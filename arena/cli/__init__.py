@@ -25,6 +25,7 @@ COMMANDS = {
     "check": ("admin", "check", "Run the costlier integrity checks on a stored result and store what they find."),
     "db": ("admin", "db", "Look after the results database."),
     "plugins": ("admin", "plugins", "List the installed plugins and tracks, and plugins that failed to load."),
+    "new": ("admin", "new", "Write an installable plugin package to start from: attack, defense, generator or dataset."),
 }
 
 

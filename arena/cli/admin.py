@@ -134,14 +134,26 @@ def _report(part: str, summary: str, problems: list[str]) -> None:
         stdout.print(f"  ... and {len(problems) - LISTED_PROBLEMS:,} more", highlight=False)
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--verbose", "-v", is_flag=True, help="Also show each plugin's one-line description.")
-def plugins(as_json, verbose) -> None:
-    """List installed attacks, defenses, generators and datasets, and plugins that failed to load."""
+@click.pass_context
+def plugins(ctx, as_json, verbose) -> None:
+    """List installed attacks, defenses, generators and datasets, and plugins that failed to load.
+
+    Third-party plugins are marked with the state of their conformance checks (`arena plugins
+    check NAME`): passed, failed, or not run for the code installed now.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from ..conformance import recorded_checks
+
     registry = get_registry()
     warn_selection(registry)
     entries = [info.as_dict() for info in registry.all()]
+    recorded = recorded_checks()
+    for info, entry in zip(registry.all(), entries):
+        entry["checks"] = recorded.status(info)
     problems = [
         {"package": p.package, "version": p.version, "entry_point": p.entry_point, "error": p.error}
         for p in registry.problems
@@ -163,3 +175,101 @@ def plugins(as_json, verbose) -> None:
         stdout.print(problems_table(problems))
 
 
+
+
+@plugins.command("check")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--param", "-p", "param_items", multiple=True, metavar="PLUGIN.NAME=VALUE",
+              help="A hyperparameter to check the plugin with (repeatable), e.g. -p my-defense.epochs=1.")
+@click.option("--json", "as_json", is_flag=True, help="The results as JSON.")
+def plugins_check(names, param_items, as_json) -> None:
+    """Run the conformance checks of plugins (NAME, KIND:NAME, or all for every third-party
+    plugin) on small data and random models; exit 1 if any fails.
+
+    The checks are those of arena.testing (check_attack, ...): the class registers, its
+    hyperparameters round-trip through -p, an attack stays in budget for every declared norm and
+    mode, leaves the model as given and is reproducible, a defense or generator trains and is
+    cached, samples and likelihoods are proper, a dataset keeps its contract. Each failure says
+    how to fix it. The outcome is recorded in $ARENA_HOME, and `arena plugins` shows it.
+    """
+    from ..conformance import conformance, recorded_checks
+    from ..config import home
+    from ..tables import conformance_table
+    from .common import parse_params
+
+    registry = get_registry()
+    targets = _check_targets(registry, names)
+    params = parse_params(param_items)
+    unknown = sorted(set(params) - {info.name for info in targets})
+    if unknown:
+        raise InvalidInputError(f"-p names {unknown[0]!r}, which is not a plugin being checked")
+    recorded = recorded_checks()
+    report = []
+    for info in targets:
+        results = conformance(info.kind, info.cls, params.get(info.name), home=home() / "checks")
+        recorded.record(info, results)
+        report.append((info, results))
+    if as_json:
+        click.echo(json.dumps([{"kind": info.kind, "name": info.name, "package": info.source.package,
+                                "version": info.source.version,
+                                "checks": [{"check": r.check, "passed": r.passed, "message": r.message} for r in results]}
+                               for info, results in report], indent=2))
+    else:
+        stdout.print(conformance_table(report))
+    failed = [info for info, results in report if not all(r.passed for r in results)]
+    if failed:
+        if not as_json:
+            stdout.print(f"{count(len(failed), 'plugin')} of {len(report)} failed: each failed check says how to fix it.",
+                         highlight=False)
+        sys.exit(1)
+
+
+def _check_targets(registry, names) -> list:
+    """The plugins ``arena plugins check`` was given: NAME, KIND:NAME, or all (third-party)."""
+    from ..plugins import KINDS
+
+    targets = []
+    for name in names:
+        if name == "all":
+            found = [info for info in registry.all() if not info.source.builtin]
+            if not found:
+                raise InvalidInputError("all: no third-party plugin is installed (name built-in ones, e.g. fgsm)")
+        elif ":" in name:
+            kind, _, plugin = name.partition(":")
+            if kind not in KINDS:
+                raise InvalidInputError(f"{name!r}: {kind!r} is not a plugin kind (use one of {', '.join(KINDS)})")
+            found = [registry.get(kind, plugin)]
+        else:
+            found = [registry.get(kind, name) for kind in KINDS if name in registry.plugins[kind]]
+            if len(found) > 1:
+                raise InvalidInputError(f"{name!r} is a {' and a '.join(i.kind for i in found)}: name one as "
+                                        f"KIND:NAME, e.g. {found[0].kind}:{name}")
+            if not found:
+                raise InvalidInputError(f"no plugin named {name!r} is installed (`arena plugins` lists them)")
+        targets += [info for info in found if info not in targets]
+    return targets
+
+
+@click.command()
+@click.argument("kind", type=click.Choice(["attack", "defense", "generator", "dataset"]))
+@click.argument("name")
+@click.option("--dir", "folder", type=click.Path(file_okay=False), default=".", show_default=True,
+              help="Where to write the package folder arena-NAME.")
+def new(kind, name, folder) -> None:
+    """Write an installable plugin package to start from: attack, defense, generator or dataset.
+
+    The package arena-NAME holds pyproject.toml (the arena entry point), a minimal working
+    plugin with documented hyperparameters, a README, and tests that use arena.testing (the
+    conformance checks and one arena run on the tiny built-in dataset). Then: pip install -e
+    arena-NAME, pytest in it, arena plugins, arena run.
+    """
+    from pathlib import Path
+
+    from ..scaffold import scaffold
+
+    root = scaffold(kind, name, Path(folder))
+    stdout.print(f"Wrote the {kind} plugin {name!r} to {root}:", highlight=False, markup=False, soft_wrap=True)
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        stdout.print(f"  {path.relative_to(root)}", highlight=False, markup=False)
+    stdout.print(f"Next: pip install -e '{root}[test]' && (cd {root} && pytest) && arena plugins check {name}",
+                 highlight=False, markup=False, soft_wrap=True)

@@ -46,6 +46,31 @@ class Digits(Dataset):
         return _load()
 
 
+class DigitsTiny(Dataset):
+    """A tiny fixed subset of `digits` for fast tests: 20 training and 10 test images per class."""
+
+    name = "digits-tiny"
+    shape = (1, 8, 8)
+    classes = 10
+    levels = 17
+    default_threat = ThreatModel("linf", 0.2)
+
+    def load(self) -> Splits:
+        return _tiny()
+
+
+@functools.cache
+def _tiny() -> Splits:
+    full = _load()
+
+    def first(x: torch.Tensor, y: torch.Tensor, per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
+        index = torch.cat([(y == c).nonzero().flatten()[:per_class] for c in range(10)]).sort().values
+        return x[index].clone(), y[index].clone()
+
+    return Splits(*first(full.x_train, full.y_train, 20), *first(full.x_test, full.y_test, 10))
+
+
 @arena.hookimpl
 def register_datasets(register):
     register(Digits)
+    register(DigitsTiny)

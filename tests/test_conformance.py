@@ -3,6 +3,8 @@ plugin fails exactly the check for the promise it breaks, with a message saying 
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from arena.plugins import get_registry
@@ -111,3 +113,36 @@ def test_a_class_the_host_refuses_stops_at_registration():
 
     (result,) = conformance("attack", Nameless)
     assert result.check == "registers" and not result.passed and "needs a class attribute `name`" in result.message
+
+
+def test_plugins_check_reports_and_arena_plugins_marks_a_failing_third_party_plugin(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import arena
+    from arena.cli import cli
+    from arena.plugins import Source, load_registry, set_registry
+
+    class Package:
+        @staticmethod
+        @arena.hookimpl
+        def register_attacks(register):
+            register(broken.LeavesTheBall)
+            register(broken._Step)
+
+    monkeypatch.setenv("ARENA_HOME", str(tmp_path / "home"))
+    set_registry(load_registry(extra=[(Package(), Source("arena-breakers", "1.0", "breakers"))]))
+    listed = CliRunner().invoke(cli, ["plugins"]).stdout
+    assert "not run: arena plugins check leaves-the-ball" in listed and "not run: arena plugins check step" in listed
+
+    checked = CliRunner().invoke(cli, ["plugins", "check", "leaves-the-ball", "step"])
+    assert checked.exit_code == 1
+    rows = [line for line in checked.stdout.splitlines() if "stays in budget (linf untargeted)" in line]
+    assert len(rows) == 2 and "FAILED" in rows[0] and "passed" in rows[1]
+    assert "1 plugin of 2 failed" in checked.stdout
+    listed = CliRunner().invoke(cli, ["plugins"]).stdout
+    assert "FAILED: arena plugins check leaves-the-ball" in listed and "not run: arena plugins check step" not in listed
+    as_json = CliRunner().invoke(cli, ["plugins", "check", "attack:step", "--json"])
+    assert as_json.exit_code == 0 and all(c["passed"] for c in json.loads(as_json.stdout)[0]["checks"])
+
+    unknown = CliRunner().invoke(cli, ["plugins", "check", "nothing"])
+    assert unknown.exit_code == 1 and "no plugin named 'nothing' is installed" in unknown.stderr

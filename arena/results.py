@@ -76,7 +76,15 @@ def _run_tail(run: Run) -> dict[str, Any]:
         "error": (run.error or "").splitlines()[0] if run.error else None,
         "artifacts": run.artifacts or {},
         "provenance": run.provenance,
+        "origin": origin_label(run.provenance),
     }
+
+
+def origin_label(provenance: Any) -> str:
+    """Where a run was computed: ``local``, or the origin it was imported with (arena import)."""
+    origin = provenance.get("origin") if isinstance(provenance, dict) else None
+    label = origin.get("label") if isinstance(origin, dict) else None
+    return label if isinstance(label, str) and label else "local"
 
 
 def robustness_row(run: Run, registry: Registry | None = None, defaults: Any = None) -> dict[str, Any]:

@@ -16,11 +16,15 @@ class Filters:
     norm: str | None = None
     eps: tuple[float, ...] = ()
     track: str | None = None
+    #: The origin of imported results (``arena import --origin``), or ``local``.
+    origin: str | None = None
 
     def matches(self, record: Mapping[str, Any]) -> bool:
         """Whether a result row, or a view's group, is selected; keys it lacks do not count
         against it (a generative view has no norm)."""
         if self.dataset is not None and record.get("dataset", self.dataset) != self.dataset:
+            return False
+        if self.origin is not None and record.get("origin", self.origin) != self.origin:
             return False
         if self.norm is not None and record.get("norm", self.norm) != self.norm:
             return False

@@ -25,6 +25,8 @@ COMMANDS = {
     "check": ("admin", "check", "Run the costlier integrity checks on a stored result and store what they find."),
     "db": ("admin", "db", "Look after the results database."),
     "plugins": ("admin", "plugins", "List the installed plugins and tracks, and plugins that failed to load."),
+    "export": ("bundle", "export", "Write stored runs to one bundle file that another database can import."),
+    "import": ("bundle", "import_", "Check a bundle from arena export and merge its runs into this database."),
     "new": ("admin", "new", "Write an installable plugin package to start from: attack, defense, generator or dataset."),
 }
 

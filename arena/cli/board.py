@@ -24,19 +24,22 @@ from .common import count, db_option, emit, read_store, stdout, stored_tracks, w
               help="Only this track's tables (default: all); `arena plugins` lists the tracks.")
 # Flagged results are always counted now (marked ⚑); the option stays so that scripts keep working.
 @click.option("--include-flagged", is_flag=True, hidden=True)
+@click.option("--origin", default=None, metavar="LABEL",
+              help="Only results imported with this origin (arena import --origin), or `local` for those computed "
+                   "here.")
 @click.option("--format", "fmt", type=click.Choice(["table", "md", "csv", "json", "html"]), default="table",
               show_default=True)
 @click.option("--output", "-o", type=click.Path(), default=None,
               help="Write to this file instead of standard output; with --format html, a folder for index.html.")
 @db_option
-def leaderboard(dataset, norm, eps_text, track, include_flagged, fmt, output, db_url) -> None:
+def leaderboard(dataset, norm, eps_text, track, include_flagged, origin, fmt, output, db_url) -> None:
     """Show the leaderboard: defenses by worst-case robust accuracy, attacks by success rate, arena
     ratings, and generators by sample quality and likelihood."""
     from arena_leaderboard import Filters
 
     from ..track import RowQuery
 
-    filters = Filters(dataset, norm, tuple(parse_eps(eps_text) or ()), track)
+    filters = Filters(dataset, norm, tuple(parse_eps(eps_text) or ()), track, origin)
     if fmt == "html" and not output:
         raise InvalidInputError("--format html writes a folder: add -o DIR (e.g. -o site/)")
     store = read_store(db_url)

@@ -62,6 +62,12 @@ def show(run_id, db_url) -> None:
     if replaced:
         stdout.print(f"Supersedes run{'s' * (len(replaced) > 1)} {', '.join(map(str, replaced))} "
                      "(see arena results --history).", highlight=False)
+    origin = (run.provenance or {}).get("origin") if isinstance(run.provenance, dict) else None
+    if isinstance(origin, dict):
+        stdout.print(f"Imported from {terminal_safe(origin.get('label'))} (bundle "
+                     f"{terminal_safe(str(origin.get('bundle_sha256'))[:12])}, run {terminal_safe(origin.get('exported_run_id'))} "
+                     f"there) on {terminal_safe(origin.get('imported_at'))}, after its checks passed.",
+                     highlight=False, markup=False, soft_wrap=True)
     stdout.print(key_values("Provenance", run.provenance or {}, formatted=False))
     for role, path in (run.artifacts or {}).items():
         if str(path).endswith(".png"):

@@ -1,0 +1,417 @@
+"""Result bundles: stored runs carried to another database, checked before they are merged.
+
+``arena export`` writes one zip file: ``manifest.json`` (format, Arena's version, the SHA-256 of
+every other file), ``runs.json`` (each run with its result, per-sample outcomes, flags and full
+provenance, the SHA-256 of the checkpoint it was computed on) and ``artifacts/...``, the files
+the runs kept (adversarial examples, sample grids) under their content's SHA-256.
+
+``arena import`` merges a bundle only after checking it, and refuses it whole, with a report
+naming each run and sample, at the first sign of trouble:
+
+- the bundle is a readable zip holding exactly the files its manifest lists, each with its
+  SHA-256 (a truncated or corrupted bundle is one clear error, and changes nothing);
+- every run's provenance is complete, its plugins are installed here at the versions it names,
+  and its dataset here has the content hash it was computed on;
+- every per-sample outcome agrees with itself (``robust`` means clean-correct and still
+  classified as its label, ``success`` the attack's goal) and with the run's accuracies;
+- every shipped adversarial example is the test image it claims to be, lies within the run's
+  threat model, and, where the defense's checkpoint is here with the same SHA-256, is
+  classified here as the bundle says; so are the clean test images.
+
+Imported runs keep their origin (``provenance["origin"]``: the label given, the bundle's hash
+and the run's own): ``arena show`` says so and ``arena leaderboard --origin`` filters by it. A
+run imported twice is stored once; a run whose key is current here already is left as it is.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import zipfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .errors import InvalidInputError
+
+FORMAT = "arena-bundle"
+VERSION = 1
+#: Provenance every exported run must carry (robustness runs also ``checkpoint_sha256``).
+REQUIRED_PROVENANCE = ("arena_version", "plugins", "seed", "dataset_hash")
+#: Slack on the budget and on stored norms (float32 arithmetic), as the host judges.
+TOLERANCE = 1e-5
+
+
+class BundleRefused(InvalidInputError):
+    """A bundle that failed its checks: the message names every run and sample that did."""
+
+
+@dataclass
+class Bundle:
+    path: Path
+    manifest: dict[str, Any]
+    runs: list[dict[str, Any]]
+    files: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.manifest, sort_keys=True).encode()).hexdigest()
+
+
+# -- writing ---------------------------------------------------------------------------------
+
+
+def export(store: Any, run_ids: list[int] | None, target: Path) -> int:
+    """Write the runs ``run_ids`` (None: every current completed run) to the bundle ``target``;
+    how many runs it holds."""
+    from .artifacts import UnreadableArtifact, local_path
+
+    if run_ids is None:
+        runs = [store.get_run(run.id) for run in store.runs(status="ok")]
+    else:
+        runs = []
+        for run_id in run_ids:
+            run = store.get_run(run_id)
+            if run is None:
+                raise InvalidInputError(f"no run {run_id} in this database (`arena results` lists them)")
+            runs.append(run)
+    if not runs:
+        raise InvalidInputError("nothing to export: no completed run is stored (run `arena run` first)")
+    records, files = [], {}
+    for run in sorted(runs, key=lambda r: r.id):
+        record = _record(run)
+        for role, stored in (run.artifacts or {}).items():
+            try:
+                data = local_path(stored).read_bytes()
+            except (UnreadableArtifact, OSError) as exc:
+                raise InvalidInputError(f"run {run.id}: its {role} file cannot be read ({exc}): nothing was "
+                                        "exported") from None
+            name = f"artifacts/{hashlib.sha256(data).hexdigest()}{Path(str(stored)).suffix}"
+            files[name] = data
+            record["artifacts"][role] = name
+        records.append(record)
+    body = json.dumps(records, sort_keys=True).encode()
+    files["runs.json"] = body
+    import arena
+
+    manifest = {"format": FORMAT, "version": VERSION, "arena_version": arena.__version__,
+                "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "runs": len(records),
+                "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())}}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.partial")
+    with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("manifest.json", json.dumps(manifest, indent=2, sort_keys=True))
+        for name, data in sorted(files.items()):
+            archive.writestr(name, data)
+    temporary.replace(target)
+    return len(records)
+
+
+def _columns(row: Any, skip: tuple[str, ...]) -> dict[str, Any]:
+    import sqlalchemy as sa
+
+    values = {}
+    for column in sa.inspect(type(row)).mapper.column_attrs:
+        if column.key in skip:
+            continue
+        value = getattr(row, column.key)
+        if isinstance(value, datetime):
+            value = {"datetime": value.isoformat()}
+        elif isinstance(value, bytes):
+            value = {"bytes": base64.b64encode(value).decode("ascii")}
+        values[column.key] = value
+    return values
+
+
+def _record(run: Any) -> dict[str, Any]:
+    record = {"run": _columns(run, ("superseded_by", "artifacts")), "artifacts": {},
+              "samples": [_columns(s, ("run_id",)) for s in run.samples]}
+    for part in ("robustness", "generative", "result"):
+        value = getattr(run, part)
+        record[part] = None if value is None else _columns(value, ("run_id", "robust_bits"))
+    return record
+
+
+# -- reading and checking --------------------------------------------------------------------
+
+
+def read(path: Path) -> Bundle:
+    """The bundle at ``path``, checked to be whole and unmodified (one clear error if not)."""
+    where = f"{path}"
+    try:
+        archive = zipfile.ZipFile(path)
+    except FileNotFoundError:
+        raise InvalidInputError(f"no bundle at {where}: give the file `arena export -o` wrote") from None
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InvalidInputError(f"{where} is not a readable Arena bundle (truncated or corrupted: {exc}); nothing "
+                                "was imported") from None
+    with archive:
+        try:
+            manifest = json.loads(archive.read("manifest.json"))
+            names = [name for name in archive.namelist() if name != "manifest.json"]
+            files = {name: archive.read(name) for name in names}
+        except KeyError:
+            raise InvalidInputError(f"{where} has no manifest.json: it is not an Arena bundle; nothing was "
+                                    "imported") from None
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+            raise InvalidInputError(f"{where} is not a readable Arena bundle (truncated or corrupted: {exc}); "
+                                    "nothing was imported") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise InvalidInputError(f"{where} is not an Arena bundle (its manifest names no {FORMAT!r} format)")
+    if manifest.get("version") != VERSION:
+        raise InvalidInputError(f"{where} is a bundle of format version {manifest.get('version')!r}; this Arena "
+                                f"reads version {VERSION}: upgrade Arena to import it")
+    listed = manifest.get("files")
+    if not isinstance(listed, dict) or set(listed) != set(files):
+        extra = sorted(set(files) - set(listed or {}))
+        missing = sorted(set(listed or {}) - set(files))
+        raise InvalidInputError(f"{where} was modified: its files do not match its manifest "
+                                f"(missing {missing[:3]}, not listed {extra[:3]}); nothing was imported")
+    for name, data in files.items():
+        if hashlib.sha256(data).hexdigest() != listed[name]:
+            raise InvalidInputError(f"{where} was modified: {name} does not match its SHA-256 in the manifest; "
+                                    "nothing was imported")
+    try:
+        runs = json.loads(files["runs.json"])
+        if not isinstance(runs, list) or not all(isinstance(r, dict) and isinstance(r.get("run"), dict)
+                                                 for r in runs):
+            raise ValueError("not a list of runs")
+    except (KeyError, ValueError) as exc:
+        raise InvalidInputError(f"{where} holds no readable runs.json ({exc}); nothing was imported") from None
+    return Bundle(path, manifest, runs, files)
+
+
+def verify(bundle: Bundle, host: Any) -> tuple[list[str], int]:
+    """Every problem found in the bundle's runs (none: it may be imported), and how many runs
+    were re-classified with a checkpoint of this machine."""
+    problems: list[str] = []
+    reclassified: list[bool] = []
+    for record in bundle.runs:
+        run = record["run"]
+        name = f"run {run.get('id')} ({str(run.get('key'))[:12]})"
+        try:
+            problems += [f"{name}: {p}" for p in _verify_run(record, bundle, host, reclassified)]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            problems.append(f"{name}: malformed record ({type(exc).__name__}: {exc})")
+    return problems, sum(reclassified)
+
+
+def _verify_run(record: dict[str, Any], bundle: Bundle, host: Any, reclassified: list[bool]) -> list[str]:
+    from .errors import ArenaError
+
+    run, result = record["run"], record.get("robustness")
+    provenance = run.get("provenance") or {}
+    missing = [k for k in REQUIRED_PROVENANCE if k not in provenance]
+    if result is not None and not provenance.get("checkpoint_sha256"):
+        missing.append("checkpoint_sha256")
+    if missing:
+        return [f"incomplete provenance: no {', '.join(missing)}"]
+    problems = _installed(provenance.get("plugins") or {}, host.registry)
+    if problems:
+        return problems
+    if run.get("status") != "ok":
+        return ["only completed runs are imported"]
+    try:
+        data = host.dataset(run["dataset"])
+    except ArenaError as exc:
+        return [f"its dataset cannot be loaded here ({exc})"]
+    if data.content_hash != run["dataset_hash"]:
+        return [f"the dataset {run['dataset']!r} here is other data (content hash {data.content_hash[:12]}, the run "
+                f"used {str(run['dataset_hash'])[:12]})"]
+    if result is None:
+        return []
+    return _verify_robustness(record, bundle, host, data, reclassified)
+
+
+def _installed(plugins: dict[str, Any], registry: Any) -> list[str]:
+    problems = []
+    for role, source in plugins.items():
+        if not isinstance(source, dict) or role not in ("attack", "defense", "generator", "dataset"):
+            continue
+        name, package, version = source.get("name"), source.get("package"), source.get("version")
+        info = registry.plugins.get(role, {}).get(name)
+        if info is None:
+            problems.append(f"needs the {role} {name!r} ({package} {version}), which is not installed here: "
+                            f"pip install '{package}=={version}'")
+        elif (info.source.package, info.source.version) != (package, version):
+            problems.append(f"needs the {role} {name!r} from {package} {version}; here it is {info.source}: "
+                            f"pip install '{package}=={version}'")
+    return problems
+
+
+def _verify_robustness(record: dict[str, Any], bundle: Bundle, host: Any, data: Any,
+                       reclassified: list[bool]) -> list[str]:
+    import torch
+
+    run, result, samples = record["run"], record["robustness"], record["samples"]
+    problems = []
+    n = run["n"]
+    if sorted(s["index"] for s in samples) != list(range(n)):
+        return [f"its samples are not the test points 0..{n - 1}"]
+    by_index = {s["index"]: s for s in samples}
+    y = data.splits.y_test[:n].cpu()
+    for s in samples:
+        i, label = s["index"], s["label"]
+        goal = (s["adv_pred"] == s["target"]) if result["targeted"] else (s["adv_pred"] != label)
+        expected = {"label": int(y[i]), "clean_correct": s["clean_pred"] == label,
+                    "robust": s["clean_pred"] == label and s["adv_pred"] == label,
+                    "success": s["clean_pred"] == label and goal}
+        for column, value in expected.items():
+            if s[column] != value:
+                problems.append(f"sample {i}: {column} is {json.dumps(s[column])}, but its outcomes say "
+                                f"{json.dumps(value)} (clean prediction {s['clean_pred']}, adversarial prediction "
+                                f"{s['adv_pred']}, label {label})")
+    for column, value in (("robust_accuracy", sum(s["robust"] for s in samples) / n),
+                          ("clean_accuracy", sum(s["clean_correct"] for s in samples) / n)):
+        if result.get(column) is None or abs(result[column] - value) > 1e-9:
+            problems.append(f"{column} is {result.get(column)}, but its samples give {value:.6g}")
+    model = _local_model(record, host, data)
+    reclassified.append(model is not None)
+    examples = _examples(record, bundle)
+    if isinstance(examples, str):
+        return problems + [examples]
+    if model is not None:
+        with torch.no_grad():
+            clean = model(data.splits.x_test[:n]).argmax(1).cpu()
+        for i in range(n):
+            if int(clean[i]) != by_index[i]["clean_pred"]:
+                problems.append(f"sample {i}: classified as {int(clean[i])} here, the bundle says {by_index[i]['clean_pred']}")
+    problems += _verify_examples(examples, result, by_index, data, model)
+    return problems
+
+
+def _examples(record: dict[str, Any], bundle: Bundle) -> dict[str, Any] | str:
+    name = record.get("artifacts", {}).get("examples")
+    if name is None:
+        return {}
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
+    try:
+        return load(bundle.files[name])
+    except (KeyError, SafetensorError, ValueError) as exc:
+        return f"its examples file {name} cannot be read ({exc})"
+
+
+def _verify_examples(examples: dict[str, Any], result: dict[str, Any], by_index: dict[int, Any], data: Any,
+                     model: Any) -> list[str]:
+    import torch
+
+    from .artifacts import EXAMPLE_ARRAYS
+
+    if not examples:
+        return []
+    if any(k not in examples for k in EXAMPLE_ARRAYS):
+        return ["its examples file lacks some of " + ", ".join(EXAMPLE_ARRAYS)]
+    problems = []
+    x_adv = torch.from_numpy(examples["x_adv"].copy())
+    x_shipped = torch.from_numpy(examples["x"].copy())
+    predictions = None
+    if model is not None and len(x_adv):
+        with torch.no_grad():
+            predictions = model(x_adv.to(data.splits.x_test.device)).argmax(1).cpu()
+    for row, index in enumerate(examples["index"].tolist()):
+        sample = by_index.get(int(index))
+        where = f"sample {int(index)}"
+        if sample is None:
+            problems.append(f"{where}: an adversarial example of no stored sample")
+            continue
+        x = data.splits.x_test[int(index)].cpu()
+        if x_shipped[row].shape != x.shape or not torch.equal(x_shipped[row], x):
+            problems.append(f"{where}: the example's clean image is not test image {int(index)} of the dataset")
+            continue
+        delta = (x_adv[row] - x).flatten()
+        size = float(delta.abs().max()) if result["norm"] == "linf" else float(delta.norm())
+        low, high = float(x_adv[row].min()), float(x_adv[row].max())
+        if size > result["eps"] + TOLERANCE or low < -TOLERANCE or high > 1 + TOLERANCE:
+            problems.append(f"{where}: the adversarial example leaves the threat model ({result['norm']} {size:.6g} "
+                            f"for eps {result['eps']:g}, pixels in [{low:.4g}, {high:.4g}])")
+            continue
+        if abs(size - sample[result["norm"]]) > TOLERANCE:
+            problems.append(f"{where}: the example's {result['norm']} perturbation is {size:.6g}, the sample records "
+                            f"{sample[result['norm']]:.6g}")
+        if int(examples["adv_pred"][row]) != sample["adv_pred"]:
+            problems.append(f"{where}: the example file says prediction {int(examples['adv_pred'][row])}, the sample "
+                            f"{sample['adv_pred']}")
+        if predictions is not None and int(predictions[row]) != sample["adv_pred"]:
+            problems.append(f"{where}: its adversarial example is classified as {int(predictions[row])} here, the "
+                            f"bundle says {sample['adv_pred']}")
+    return problems
+
+
+def _local_model(record: dict[str, Any], host: Any, data: Any) -> Any:
+    """The defense model the run was computed on, if this machine's model cache holds a
+    checkpoint with the same SHA-256 (deterministic defenses only); None otherwise."""
+    run, result = record["run"], record["robustness"]
+    try:
+        info = host.registry.get("defense", result["defense"])
+        _, _, key = host.model_identity(info, dict(result["defense_params"] or {}), data, run["seed"])
+    except Exception:  # no such defense here, or parameters it no longer takes
+        return None
+    cached = host.cache.record(key)
+    wanted = (run.get("provenance") or {}).get("checkpoint_sha256")
+    if key != result["defense_key"] or not cached or cached.get("sha256") != wanted \
+            or not host.cache.weights_path(key).exists():
+        return None
+    built = host.plugin_model(info, dict(result["defense_params"] or {}), data, run["seed"])
+    if built.sha256 != wanted or (built.probe is not None and built.probe.randomized):
+        return None
+    return built.model
+
+
+# -- merging ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Imported:
+    stored: list[int] = field(default_factory=list)
+    already: int = 0
+    kept_local: list[str] = field(default_factory=list)
+    checked: int = 0
+
+
+def merge(store: Any, bundle: Bundle, origin: str, home: Path) -> Imported:
+    """Store the (verified) runs of ``bundle`` with their origin; what was stored and skipped."""
+    from .artifact_store import keep_file
+    from .store import GenerativeResult, RobustnessResult, Run, Sample, TrackResult
+
+    done = Imported()
+    for record in bundle.runs:
+        fields = dict(record["run"])
+        exported_id = fields.pop("id", None)
+        digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+        existing = store.find_run(fields["key"])
+        if existing is not None:
+            mine = ((existing.provenance or {}).get("origin") or {}).get("run_sha256")
+            if mine == digest:
+                done.already += 1
+            else:
+                done.kept_local.append(fields["key"])
+            continue
+        run = Run(**{k: _decode(v) for k, v in fields.items()})
+        run.provenance = {**(run.provenance or {}), "origin": {
+            "label": origin, "bundle_sha256": bundle.digest, "run_sha256": digest, "exported_run_id": exported_id,
+            "imported_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}}
+        artifacts = {}
+        for role, name in (record.get("artifacts") or {}).items():
+            data = bundle.files[name]
+            artifacts[role] = keep_file(home, Path(name).suffix, lambda path, data=data: Path(path).write_bytes(data))
+        run.artifacts = artifacts
+        for part, table in (("robustness", RobustnessResult), ("generative", GenerativeResult),
+                            ("result", TrackResult)):
+            if record.get(part) is not None:
+                setattr(run, part, table(**{k: _decode(v) for k, v in record[part].items()}))
+        run.samples = [Sample(**{k: _decode(v) for k, v in s.items()}) for s in record["samples"]]
+        stored = store.save_run(run)
+        done.stored.append(stored.id)
+    return done
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict) and set(value) == {"datetime"}:
+        return datetime.fromisoformat(value["datetime"])
+    if isinstance(value, dict) and set(value) == {"bytes"}:
+        return base64.b64decode(value["bytes"])
+    return value

@@ -63,9 +63,10 @@ class Bundle:
 # -- writing ---------------------------------------------------------------------------------
 
 
-def export(store: Any, run_ids: list[int] | None, target: Path) -> int:
+def export(store: Any, run_ids: list[int] | None, target: Path, with_examples: bool = False) -> int:
     """Write the runs ``run_ids`` (None: every current completed run) to the bundle ``target``;
-    how many runs it holds."""
+    how many runs it holds. ``with_examples``: every robustness run must have kept the example
+    of each attacked sample (``arena run --keep-examples all``), so that all can be re-checked."""
     from .artifacts import UnreadableArtifact, local_path
 
     if run_ids is None:
@@ -79,6 +80,14 @@ def export(store: Any, run_ids: list[int] | None, target: Path) -> int:
             runs.append(run)
     if not runs:
         raise InvalidInputError("nothing to export: no completed run is stored (run `arena run` first)")
+    if with_examples:
+        partial = [run.id for run in runs if run.robustness is not None
+                   and (run.provenance or {}).get("examples_kept") != "all"]
+        if partial:
+            raise InvalidInputError(f"--with-examples: run{'s' * (len(partial) > 1)} {', '.join(map(str, partial))} "
+                                    "kept only some adversarial examples: compute them again with `arena run ... "
+                                    "--keep-examples all --force`, or export without --with-examples; nothing was "
+                                    "exported")
     records, files = [], {}
     for run in sorted(runs, key=lambda r: r.id):
         record = _record(run)

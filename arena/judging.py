@@ -48,6 +48,10 @@ class Settings:
     evaluation: str = "both"
     eot_samples: int = DEFAULT_EOT_SAMPLES
     decision_draws: int = DEFAULT_DECISION_DRAWS
+    #: Keep the adversarial example of every attacked sample (``--keep-examples all``), not only
+    #: :data:`EXAMPLES_KEPT`: a bundle of the run can then be re-checked sample by sample. Not
+    #: part of the result's identity.
+    keep_all_examples: bool = False
 
 
 @dataclass(frozen=True)
@@ -173,8 +177,10 @@ def evaluate(host: Host, pairing: Pairing, settings: Settings) -> Judged:
     ]
     metrics = robustness_metrics(correct, success, robust, (linf, l2), queries, counter)
     metrics["attack_seconds"] = attack_seconds
-    # Keep a few attacked samples, successful ones first, for pictures of the perturbation.
-    order = sorted(attacked.tolist(), key=lambda i: (not bool(success[i]), i))[:EXAMPLES_KEPT]
+    # Keep a few attacked samples, successful ones first, for pictures of the perturbation (or,
+    # asked to, every attacked sample, in the same order).
+    order = sorted(attacked.tolist(), key=lambda i: (not bool(success[i]), i))
+    order = order if settings.keep_all_examples else order[:EXAMPLES_KEPT]
     keep = torch.tensor(order, dtype=torch.long, device=x_all.device)
     examples = {
         "index": keep.cpu(),

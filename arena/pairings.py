@@ -42,7 +42,8 @@ def settings_of(request: Request, seed: int) -> Settings:
     return Settings(seed=seed, n=option("n"), batch_size=request.batch_size, query_budget=option("query_budget", 5000),
                     timeout=option("timeout"), fast=bool(option("fast", False)),
                     evaluation=option("evaluation", "both"), eot_samples=option("eot_samples", Settings.eot_samples),
-                    decision_draws=option("decision_draws", Settings.decision_draws))
+                    decision_draws=option("decision_draws", Settings.decision_draws),
+                    keep_all_examples=option("keep_examples", "some") == "all")
 
 
 def threats_of(request: Request, host: Host) -> list[ThreatModel]:
@@ -306,6 +307,8 @@ def execute(job: Job, host: Host, store: Store, force: bool) -> list[Outcome]:
             # The attack's own wall time (without training or judging) goes with the
             # provenance: the schema has no column for it.
             run.provenance["attack_seconds"] = metrics.pop("attack_seconds")
+            if settings.keep_all_examples:  # every attacked sample's example: all of them can be re-checked
+                run.provenance["examples_kept"] = "all"
             for name, value in metrics.items():
                 setattr(run.robustness, name, value)
             white_box = keys.attack.access == Access.WHITE_BOX

@@ -44,12 +44,19 @@ class Mosaic:
     width: int = 0  # one picture's width in pixels (the row names sit left of the mosaic)
 
 
+#: Examples a picture shows (what a run keeps by default).
+SHOWN = 8
+
+
 def examples_mosaic(examples: dict[str, np.ndarray]) -> Mosaic:
     """The mosaic of an examples file's arrays (``index``, ``x``, ``x_adv``, ``label``, ``adv_pred``).
 
     The perturbation is scaled per image so its largest pixel change reaches full contrast (grey
     is no change), which makes even a tiny eps visible.
     """
+    # A run that kept every attacked sample's example (--keep-examples all) keeps its successful
+    # ones first, as one that kept a few: the picture shows the first few.
+    examples = {name: values[:SHOWN] for name, values in examples.items()}
     clean, adversarial = examples["x"], examples["x_adv"]
     count = len(clean)
     if not count:

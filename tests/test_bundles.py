@@ -160,3 +160,47 @@ def test_a_truncated_or_corrupted_bundle_is_one_clear_error_and_changes_nothing(
     not_zip = tmp_path / "notes.zip"
     not_zip.write_bytes(b"hello")
     assert "is not a readable Arena bundle" in invoke("import", str(not_zip), "--db", source).stderr
+
+
+def test_every_example_kept_lets_the_importer_recheck_each_sample(exported, tmp_path):
+    source, _ = exported
+    refused = invoke("export", "--all", "--with-examples", "-o", str(tmp_path / "some.zip"), "--db", source)
+    assert refused.exit_code == 1 and "runs 1, 2 kept only some adversarial examples" in refused.stderr
+    assert not (tmp_path / "some.zip").exists()
+
+    db = f"sqlite:///{tmp_path / 'all.db'}"
+    done = invoke("run", "-a", "fgsm", "-d", "standard", "-p", "standard.epochs=2", "--n", "40", "--keep-examples",
+                  "all", "--db", db)
+    assert done.exit_code == 0, done.output + done.stderr
+    bundle = tmp_path / "all.zip"
+    assert invoke("export", "--all", "--with-examples", "-o", str(bundle), "--db", db).exit_code == 0
+    with zipfile.ZipFile(bundle) as archive:
+        (record,) = json.loads(archive.read("runs.json"))
+        kept = load(archive.read(record["artifacts"]["examples"]))
+    attacked = [s["index"] for s in record["samples"] if s["clean_correct"]]
+    assert sorted(kept["index"].tolist()) == sorted(attacked) and len(attacked) > 8
+
+    # A forger who changes one outcome everywhere it is written (sample, example file, accuracy)
+    # is caught by classifying that sample's shipped example here.
+    found = {}
+
+    def forge(records, files):
+        record = records[0]
+        name = record["artifacts"]["examples"]
+        arrays = {k: v.copy() for k, v in load(files.pop(name)).items()}
+        row = len(arrays["index"]) - 1  # the last: never among the 8 a run keeps by default
+        sample = record["samples"][int(arrays["index"][row])]
+        forged = (sample["label"] + 1) % 10 if sample["robust"] else sample["label"]
+        sample.update(adv_pred=forged, robust=forged == sample["label"],
+                      success=sample["clean_correct"] and forged != sample["label"])
+        arrays["adv_pred"][row] = forged
+        record["robustness"]["robust_accuracy"] = sum(s["robust"] for s in record["samples"]) / record["run"]["n"]
+        data = save(arrays)
+        renamed = f"artifacts/{hashlib.sha256(data).hexdigest()}.safetensors"
+        files[renamed] = data
+        record["artifacts"]["examples"] = renamed
+        found.update(sample=sample["index"], forged=forged)
+
+    report = _refused(_rewrite(bundle, tmp_path / "forged.zip", forge), tmp_path)
+    assert f"sample {found['sample']}: its adversarial example is classified as" in report
+    assert f"the bundle says {found['forged']}" in report

@@ -13,10 +13,13 @@ from .common import count, db_option, read_store, stdout
 @click.command("export")
 @click.argument("run_ids", nargs=-1, type=int)
 @click.option("--all", "export_all", is_flag=True, help="Every current completed run.")
+@click.option("--with-examples", is_flag=True,
+              help="Require every attacked sample's adversarial example in the bundle (runs stored with arena run "
+                   "--keep-examples all), so that the importer re-checks each one.")
 @click.option("--output", "-o", "output", type=click.Path(dir_okay=False), required=True,
               help="The bundle file to write (a zip).")
 @db_option
-def export(run_ids, export_all, output, db_url) -> None:
+def export(run_ids, export_all, with_examples, output, db_url) -> None:
     """Write stored runs (RUN_ID..., or --all) to one self-contained bundle: runs, per-sample
     outcomes, full provenance, checkpoint hashes and the adversarial examples each run kept.
 
@@ -26,7 +29,7 @@ def export(run_ids, export_all, output, db_url) -> None:
 
     if bool(run_ids) == export_all:
         raise InvalidInputError("name the runs to export (RUN_ID ...) or pass --all, not both or neither")
-    written = write_bundle(read_store(db_url), None if export_all else list(run_ids), Path(output))
+    written = write_bundle(read_store(db_url), None if export_all else list(run_ids), Path(output), with_examples)
     stdout.print(f"Exported {count(written, 'run')} to {output}", highlight=False, markup=False, soft_wrap=True)
 
 

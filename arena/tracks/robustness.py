@@ -45,6 +45,9 @@ class RobustnessTrack(Track):
                          help="Query budget per sample for score- and label-query attacks."),
             click.Option(["--fast"], is_flag=True,
                          help="Fast path for the attack's passes: torch.compile, bfloat16 autocast, TF32 on CUDA."),
+            click.Option(["--keep-examples"], type=click.Choice(["some", "all"]), default="some", show_default=True,
+                         help="Keep 8 adversarial examples per run (some), or every attacked sample's (all: a bundle "
+                              "of the run can then be re-checked sample by sample, see arena export)."),
             click.Option(["--timeout"], type=float, default=None, metavar="SECONDS",
                          help="Give up on an attack that runs longer than this (the pairing is marked errored)."),
             click.Option(["--check", "run_checks"], is_flag=True,

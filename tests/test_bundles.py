@@ -204,3 +204,19 @@ def test_every_example_kept_lets_the_importer_recheck_each_sample(exported, tmp_
     report = _refused(_rewrite(bundle, tmp_path / "forged.zip", forge), tmp_path)
     assert f"sample {found['sample']}: its adversarial example is classified as" in report
     assert f"the bundle says {found['forged']}" in report
+
+
+def test_a_generative_run_travels_with_its_pictures(tmp_path):
+    source, fresh = f"sqlite:///{tmp_path / 'g.db'}", f"sqlite:///{tmp_path / 'g-fresh.db'}"
+    done = invoke("run", "-g", "uniform", "--samples", "64", "--db", source)
+    assert done.exit_code == 0, done.output + done.stderr
+    bundle = tmp_path / "generators.zip"
+    assert invoke("export", "--all", "-o", str(bundle), "--db", source).exit_code == 0
+    imported = invoke("import", str(bundle), "--db", fresh)
+    assert imported.exit_code == 0 and "Imported 1 run" in imported.stdout, imported.output + imported.stderr
+    board = lambda db: json.loads(invoke("leaderboard", "--track", "generative", "--format", "json",  # noqa: E731
+                                         "--db", db).stdout)
+    assert board(fresh) == board(source)
+    (row,) = json.loads(invoke("results", "--json", "--db", fresh).stdout)
+    assert row["origin"] == "generators" and set(row["artifacts"]) == {"samples", "neighbours"}
+    assert invoke("db", "check", "--db", fresh).exit_code == 0  # the grids are in this machine's store, intact

@@ -183,7 +183,7 @@ def read(path: Path) -> Bundle:
             raise InvalidInputError(f"{where} was modified: {name} does not match its SHA-256 in the manifest; "
                                     "nothing was imported")
     try:
-        runs = json.loads(files["runs.json"])
+        runs = json.loads(files["runs.json"], parse_constant=_no_constant)
         if not isinstance(runs, list) or not all(isinstance(r, dict) and isinstance(r.get("run"), dict)
                                                  for r in runs):
             raise ValueError("not a list of runs")
@@ -192,19 +192,98 @@ def read(path: Path) -> Bundle:
     return Bundle(path, manifest, runs, files)
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number a result may hold")
+
+
 def verify(bundle: Bundle, host: Any) -> tuple[list[str], int]:
     """Every problem found in the bundle's runs (none: it may be imported), and how many runs
     were re-classified with a checkpoint of this machine."""
     problems: list[str] = []
     reclassified: list[bool] = []
+    keys: set[Any] = set()
     for record in bundle.runs:
         run = record["run"]
         name = f"run {run.get('id')} ({str(run.get('key'))[:12]})"
+        if run.get("key") in keys:
+            problems.append(f"{name}: the bundle holds this key twice")
+            continue
+        keys.add(run.get("key"))
         try:
-            problems += [f"{name}: {p}" for p in _verify_run(record, bundle, host, reclassified)]
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            problems.append(f"{name}: malformed record ({type(exc).__name__}: {exc})")
+            found = _structure(record, bundle) or _verify_run(record, bundle, host, reclassified)
+        except Exception as exc:  # whatever a malformed record raises, it is refused, never stored
+            found = [f"malformed record ({type(exc).__name__}: {exc})"]
+        problems += [f"{name}: {p}" for p in found]
     return problems, sum(reclassified)
+
+
+def _structure(record: dict[str, Any], bundle: Bundle) -> list[str]:
+    """What is wrong with a record's shape: exactly the columns of each table, each of its
+    type; provenance as the store requires it; files the bundle holds; the part of its track."""
+    from .errors import StoreError
+    from .store import GenerativeResult, RobustnessResult, Run, Sample, check_provenance
+
+    problems = []
+    parts = {"run": (Run, ("superseded_by", "artifacts")), "robustness": (RobustnessResult, ("run_id", "robust_bits")),
+             "generative": (GenerativeResult, ("run_id",))}
+    if set(record) != {"run", "artifacts", "samples", "robustness", "generative", "result"}:
+        return [f"holds the parts {sorted(record)}, not those of an exported run"]
+    track = record["run"].get("track")
+    if track not in ("robustness", "generative") or record.get(track) is None or record.get("result") is not None \
+            or any(record.get(other) is not None for other in ("robustness", "generative") if other != track):
+        return [f"its track {track!r} and its result parts do not match (robustness and generative runs are "
+                "imported)"]
+    rows = [(name, record[name], table, skip) for name, (table, skip) in parts.items() if record.get(name) is not None]
+    rows += [(f"sample {i}", sample, Sample, ("run_id",)) for i, sample in enumerate(record["samples"])]
+    for name, values, table, skip in rows:
+        problems += _columns_problems(name, values, table, skip)
+    if problems:
+        return problems
+    try:
+        check_provenance(record["run"].get("provenance"))
+    except StoreError as exc:
+        return [str(exc)]
+    artifacts = record.get("artifacts") or {}
+    if not isinstance(artifacts, dict) or any(name not in bundle.files or not str(name).startswith("artifacts/")
+                                              for name in artifacts.values()):
+        return ["names files the bundle does not hold"]
+    return []
+
+
+def _columns_problems(name: str, values: Any, table: Any, skip: tuple[str, ...]) -> list[str]:
+    import math
+
+    import sqlalchemy as sa
+
+    if not isinstance(values, dict):
+        return [f"{name} is not a record"]
+    columns = {c.key: c.columns[0] for c in sa.inspect(table).mapper.column_attrs if c.key not in skip}
+    if set(values) != set(columns):
+        return [f"{name} has the fields {sorted(set(values) ^ set(columns))} where the table differs"]
+    problems = []
+    for key, column in columns.items():
+        value = values[key]
+        if value is None:
+            if not column.nullable and not column.primary_key:
+                problems.append(f"{name}: {key} is missing")
+            continue
+        try:
+            wanted = column.type.python_type
+        except NotImplementedError:
+            continue
+        if key == "created_at":
+            ok = isinstance(value, dict) and set(value) == {"datetime"}
+        elif wanted is bool:
+            ok = isinstance(value, bool)
+        elif wanted is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif wanted is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        else:
+            ok = isinstance(value, wanted)
+        if not ok:
+            problems.append(f"{name}: {key} holds {json.dumps(value)[:60]}, not a {wanted.__name__}")
+    return problems
 
 
 def _verify_run(record: dict[str, Any], bundle: Bundle, host: Any, reclassified: list[bool]) -> list[str]:
@@ -217,7 +296,8 @@ def _verify_run(record: dict[str, Any], bundle: Bundle, host: Any, reclassified:
         missing.append("checkpoint_sha256")
     if missing:
         return [f"incomplete provenance: no {', '.join(missing)}"]
-    problems = _installed(provenance.get("plugins") or {}, host.registry)
+    plugins = provenance.get("plugins") or {}
+    problems = _named(plugins, record, run) or _installed(plugins, host.registry)
     if problems:
         return problems
     if run.get("status") != "ok":
@@ -232,6 +312,24 @@ def _verify_run(record: dict[str, Any], bundle: Bundle, host: Any, reclassified:
     if result is None:
         return []
     return _verify_robustness(record, bundle, host, data, reclassified)
+
+
+def _named(plugins: Any, record: dict[str, Any], run: dict[str, Any]) -> list[str]:
+    """The provenance names each plugin of the run, as its result does."""
+    roles = ("attack", "defense") if record.get("robustness") is not None else ("generator",)
+    part = record.get("robustness") or record.get("generative") or {}
+    problems = []
+    for role in (*roles, "dataset"):
+        source = plugins.get(role) if isinstance(plugins, dict) else None
+        if not isinstance(source, dict):
+            problems.append(f"its provenance does not name its {role}")
+            continue
+        named = (source.get("name"), source.get("package"), source.get("version"))
+        claimed = (run.get("dataset"),) if role == "dataset" else (
+            part.get(role), part.get(f"{role}_package"), part.get(f"{role}_version"))
+        if named[: len(claimed)] != claimed:
+            problems.append(f"its provenance names the {role} {named}, its result {claimed}")
+    return problems
 
 
 def _installed(plugins: dict[str, Any], registry: Any) -> list[str]:
@@ -254,15 +352,20 @@ def _verify_robustness(record: dict[str, Any], bundle: Bundle, host: Any, data: 
                        reclassified: list[bool]) -> list[str]:
     import torch
 
+    from .judging import choose_targets
+
     run, result, samples = record["run"], record["robustness"], record["samples"]
     problems = []
     n = run["n"]
-    if sorted(s["index"] for s in samples) != list(range(n)):
-        return [f"its samples are not the test points 0..{n - 1}"]
+    if n < 1 or n > len(data.splits.y_test) or sorted(s["index"] for s in samples) != list(range(n)):
+        return [f"its samples are not the test points 0..{n - 1} of the dataset"]
     by_index = {s["index"]: s for s in samples}
     y = data.splits.y_test[:n].cpu()
+    targets = choose_targets(y, data.plugin.classes, run["seed"]).tolist() if result["targeted"] else [None] * n
     for s in samples:
         i, label = s["index"], s["label"]
+        if s["target"] != targets[i]:
+            problems.append(f"sample {i}: target {s['target']}, but the host's target for it is {targets[i]}")
         goal = (s["adv_pred"] == s["target"]) if result["targeted"] else (s["adv_pred"] != label)
         expected = {"label": int(y[i]), "clean_correct": s["clean_pred"] == label,
                     "robust": s["clean_pred"] == label and s["adv_pred"] == label,
@@ -272,8 +375,11 @@ def _verify_robustness(record: dict[str, Any], bundle: Bundle, host: Any, data: 
                 problems.append(f"sample {i}: {column} is {json.dumps(s[column])}, but its outcomes say "
                                 f"{json.dumps(value)} (clean prediction {s['clean_pred']}, adversarial prediction "
                                 f"{s['adv_pred']}, label {label})")
-    for column, value in (("robust_accuracy", sum(s["robust"] for s in samples) / n),
-                          ("clean_accuracy", sum(s["clean_correct"] for s in samples) / n)):
+    correct = sum(s["clean_correct"] for s in samples)
+    for column, value in (("robust_accuracy", sum(s["robust"] for s in samples) / n), ("clean_accuracy", correct / n),
+                          ("attack_success_rate", sum(s["success"] for s in samples) / correct if correct else None)):
+        if value is None:
+            continue
         if result.get(column) is None or abs(result[column] - value) > 1e-9:
             problems.append(f"{column} is {result.get(column)}, but its samples give {value:.6g}")
     model = _local_model(record, host, data)
@@ -281,6 +387,18 @@ def _verify_robustness(record: dict[str, Any], bundle: Bundle, host: Any, data: 
     examples = _examples(record, bundle)
     if isinstance(examples, str):
         return problems + [examples]
+    # The examples the run kept are known from its outcomes: every attacked sample's with
+    # --keep-examples all, else the first EXAMPLES_KEPT, successful ones first. None may be left out.
+    from .judging import EXAMPLES_KEPT
+
+    attacked = sorted((s["index"] for s in samples if s["clean_correct"]),
+                      key=lambda i: (not by_index[i]["success"], i))
+    expected = attacked if (run.get("provenance") or {}).get("examples_kept") == "all" else attacked[:EXAMPLES_KEPT]
+    shipped = sorted(int(i) for i in examples["index"].tolist()) if examples else []
+    expected = sorted(expected)
+    if shipped != expected:
+        return problems + [f"ships the adversarial examples of samples {shipped[:10]}, but the run kept those of "
+                           f"{expected[:10]} (every example a run kept goes with it)"]
     if model is not None:
         with torch.no_grad():
             clean = model(data.splits.x_test[:n]).argmax(1).cpu()
@@ -315,8 +433,14 @@ def _verify_examples(examples: dict[str, Any], result: dict[str, Any], by_index:
     if any(k not in examples for k in EXAMPLE_ARRAYS):
         return ["its examples file lacks some of " + ", ".join(EXAMPLE_ARRAYS)]
     problems = []
+    count = len(examples["index"])
+    if any(examples[k].shape[:1] != (count,) for k in EXAMPLE_ARRAYS) or examples["x_adv"].dtype != "float32" \
+            or examples["x"].dtype != "float32":
+        return ["its examples file holds arrays of other lengths or types than the examples it lists"]
     x_adv = torch.from_numpy(examples["x_adv"].copy())
     x_shipped = torch.from_numpy(examples["x"].copy())
+    if not bool(torch.isfinite(x_adv).all()):
+        return ["its examples file holds NaN or infinite pixels"]
     predictions = None
     if model is not None and len(x_adv):
         with torch.no_grad():
@@ -382,45 +506,47 @@ class Imported:
 
 
 def merge(store: Any, bundle: Bundle, origin: str, home: Path) -> Imported:
-    """Store the (verified) runs of ``bundle`` with their origin; what was stored and skipped."""
+    """Store the (verified) runs of ``bundle`` with their origin; what was stored and skipped.
+
+    A run whose key or lineage has a current run here is left out (an import never supersedes
+    a result of this database); every run is built before the first is stored."""
+    from sqlalchemy import or_, select
+
     from .artifact_store import keep_file
-    from .store import GenerativeResult, RobustnessResult, Run, Sample, TrackResult
+    from .store import GenerativeResult, RobustnessResult, Run, Sample
 
     done = Imported()
+    ready = []
     for record in bundle.runs:
         fields = dict(record["run"])
         exported_id = fields.pop("id", None)
         digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
-        existing = store.find_run(fields["key"])
-        if existing is not None:
-            mine = ((existing.provenance or {}).get("origin") or {}).get("run_sha256")
-            if mine == digest:
+        with store.session() as session:
+            current = session.scalars(select(Run).where(
+                Run.superseded_by.is_(None),
+                or_(Run.key == fields["key"], *([Run.lineage == fields["lineage"]] if fields.get("lineage") else [])),
+            )).all()
+        if current:
+            mine = [((run.provenance or {}).get("origin") or {}).get("run_sha256") for run in current]
+            if digest in mine:
                 done.already += 1
             else:
                 done.kept_local.append(fields["key"])
             continue
-        run = Run(**{k: _decode(v) for k, v in fields.items()})
+        fields["created_at"] = datetime.fromisoformat(fields["created_at"]["datetime"])
+        run = Run(**fields)
         run.provenance = {**(run.provenance or {}), "origin": {
             "label": origin, "bundle_sha256": bundle.digest, "run_sha256": digest, "exported_run_id": exported_id,
             "imported_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}}
-        artifacts = {}
-        for role, name in (record.get("artifacts") or {}).items():
-            data = bundle.files[name]
-            artifacts[role] = keep_file(home, Path(name).suffix, lambda path, data=data: Path(path).write_bytes(data))
-        run.artifacts = artifacts
-        for part, table in (("robustness", RobustnessResult), ("generative", GenerativeResult),
-                            ("result", TrackResult)):
-            if record.get(part) is not None:
-                setattr(run, part, table(**{k: _decode(v) for k, v in record[part].items()}))
-        run.samples = [Sample(**{k: _decode(v) for k, v in s.items()}) for s in record["samples"]]
-        stored = store.save_run(run)
-        done.stored.append(stored.id)
+        if record.get("robustness") is not None:
+            run.robustness = RobustnessResult(**record["robustness"])
+        if record.get("generative") is not None:
+            run.generative = GenerativeResult(**record["generative"])
+        run.samples = [Sample(**sample) for sample in record["samples"]]
+        ready.append((run, record.get("artifacts") or {}))
+    for run, artifacts in ready:
+        run.artifacts = {role: keep_file(home, Path(name).suffix,
+                                         lambda path, data=bundle.files[name]: Path(path).write_bytes(data))
+                         for role, name in artifacts.items()}
+        done.stored.append(store.save_run(run).id)
     return done
-
-
-def _decode(value: Any) -> Any:
-    if isinstance(value, dict) and set(value) == {"datetime"}:
-        return datetime.fromisoformat(value["datetime"])
-    if isinstance(value, dict) and set(value) == {"bytes"}:
-        return base64.b64decode(value["bytes"])
-    return value

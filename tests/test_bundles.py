@@ -87,7 +87,7 @@ def _rewrite(bundle: Path, target: Path, change) -> Path:
 def _refused(bundle: Path, tmp_path: Path) -> str:
     db = f"sqlite:///{tmp_path / 'target.db'}"
     done = invoke("import", str(bundle), "--db", db)
-    assert done.exit_code == 1 and "refused, nothing was imported" in done.stderr, done.output + done.stderr
+    assert done.exit_code == 1 and "nothing was imported" in done.stderr, done.output + done.stderr
     assert _runs(db) == 0
     return done.stderr
 
@@ -134,6 +134,7 @@ def test_a_plugin_at_another_version_refuses_the_bundle(exported, tmp_path):
 
     def other_version(records, files):
         records[0]["run"]["provenance"]["plugins"]["attack"]["version"] = "9.9"
+        records[0]["robustness"]["attack_version"] = "9.9"
 
     report = _refused(_rewrite(bundle, tmp_path / "version.zip", other_version), tmp_path)
     assert "from arena-bench 9.9; here it is arena-bench" in report and "pip install 'arena-bench==9.9'" in report
@@ -220,3 +221,48 @@ def test_a_generative_run_travels_with_its_pictures(tmp_path):
     (row,) = json.loads(invoke("results", "--json", "--db", fresh).stdout)
     assert row["origin"] == "generators" and set(row["artifacts"]) == {"samples", "neighbours"}
     assert invoke("db", "check", "--db", fresh).exit_code == 0  # the grids are in this machine's store, intact
+
+
+@pytest.mark.parametrize("forgery", ["examples left out", "extra field", "no plugins named", "NaN accuracy",
+                                     "target is the label"])
+def test_forgeries_that_look_whole_are_refused_and_store_nothing(exported, tmp_path, forgery):
+    _, bundle = exported
+
+    def forge(records, files):
+        record = records[0]
+        if forgery == "examples left out":  # the beaten samples claimed robust, their examples dropped
+            for sample in record["samples"]:
+                if sample["success"]:
+                    sample.update(robust=True, success=False, adv_pred=sample["label"])
+            record["robustness"]["robust_accuracy"] = sum(s["robust"] for s in record["samples"]) / 40
+            files.pop(record["artifacts"].pop("examples"))
+        elif forgery == "extra field":
+            record["samples"][0]["note"] = "trust me"
+        elif forgery == "no plugins named":
+            record["run"]["provenance"]["plugins"] = {}
+        elif forgery == "NaN accuracy":
+            record["robustness"]["robust_accuracy"] = float("nan")
+        else:
+            record["robustness"]["targeted"] = True
+            for sample in record["samples"]:
+                sample["target"] = sample["label"]
+
+    report = _refused(_rewrite(bundle, tmp_path / "forged.zip", forge), tmp_path)
+    expected = {"examples left out": "but the run kept those of", "extra field": "where the table differs",
+                "no plugins named": "its provenance does not name its attack", "NaN accuracy": "NaN is not a number a result may hold",
+                "target is the label": "but the host's target for it is"}[forgery]
+    assert expected in report
+
+
+def test_an_import_never_supersedes_a_result_of_this_database(exported, tmp_path):
+    source, bundle = exported
+    before = json.loads(invoke("results", "--json", "--db", source).stdout)
+
+    def new_key_same_lineage(records, files):
+        for record in records:
+            record["run"]["key"] = hashlib.sha256(record["run"]["key"].encode()).hexdigest()
+
+    forged = _rewrite(bundle, tmp_path / "lineage.zip", new_key_same_lineage)
+    done = invoke("import", str(forged), "--db", source)
+    assert done.exit_code == 0 and "2 runs whose key is current here already, kept as they are" in done.stdout
+    assert json.loads(invoke("results", "--json", "--db", source).stdout) == before

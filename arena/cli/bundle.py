@@ -65,8 +65,9 @@ def import_(bundle, origin, device, db_url) -> None:
             raise BundleRefused(f"{path} refused, nothing was imported: {count(len(problems), 'problem')}\n{shown}{more}")
         done = merge(arena.store, read_bundle, label, arena.home)
     stdout.print(f"Checked {count(len(read_bundle.runs), 'run')}: {reclassified} re-classified with this machine's "
-                 "checkpoints; the others' outcomes checked against each other and their examples against their "
-                 "threat models.", highlight=False, markup=False, soft_wrap=True)
+                 "checkpoints (clean images and every shipped example); every run's outcomes against each other, its "
+                 "accuracies and its host-chosen targets, and its examples against its threat model. A sample "
+                 "claimed robust is not attacked again here.", highlight=False, markup=False, soft_wrap=True)
     stdout.print(f"Imported {count(len(done.stored), 'run')} from {path} (origin {label!r})"
                  + (f"; {count(done.already, 'run')} already imported" if done.already else "")
                  + (f"; {count(len(done.kept_local), 'run')} whose key is current here already, kept as they are"

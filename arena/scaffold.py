@@ -10,6 +10,7 @@ runs it.
 
 from __future__ import annotations
 
+import keyword
 import re
 from pathlib import Path
 from string import Template
@@ -17,6 +18,8 @@ from string import Template
 from .errors import InvalidInputError
 
 KINDS = ("attack", "defense", "generator", "dataset")
+#: Names whose package (``arena-NAME``, module ``arena_NAME``) is one of Arena's own.
+RESERVED = {"bench", "plugins", "leaderboard", "testing"}
 _NAME = re.compile(r"[a-z][a-z0-9-]*[a-z0-9]")
 
 _PYPROJECT = """\
@@ -193,7 +196,7 @@ from torch import nn
 import arena
 
 
-class PixelFrequencies(nn.Module):
+class _PixelFrequencies(nn.Module):
     """Log-probabilities of each pixel's grey level, independent of the other pixels."""
 
     def __init__(self, shape: tuple[int, int, int], levels: int) -> None:
@@ -218,7 +221,7 @@ class $cls(arena.Generator):
         self.alpha = alpha
 
     def build(self, dataset, ctx):
-        return PixelFrequencies(dataset.shape, dataset.levels)
+        return _PixelFrequencies(dataset.shape, dataset.levels)
 
     def train(self, model, ctx):
         levels, x = model.levels, ctx.splits.x_train
@@ -328,6 +331,16 @@ def scaffold(kind: str, name: str, folder: Path) -> Path:
     if not _NAME.fullmatch(name):
         raise InvalidInputError(f"plugin name {name!r}: use lower-case letters, digits and '-', starting with a "
                                 "letter (e.g. my-attack)")
+    cls_name = "".join(part.capitalize() for part in name.split("-"))
+    if keyword.iskeyword(cls_name) or keyword.iskeyword(name.replace("-", "_")) or name in RESERVED:
+        raise InvalidInputError(f"plugin name {name!r} would make a package or class that shadows Python's or "
+                                "Arena's own: choose another (e.g. my-" + name + ")")
+    from .plugins import get_registry
+
+    registry = get_registry()
+    if name in registry.plugins.get(kind, {}):
+        raise InvalidInputError(f"a {kind} named {name!r} is installed already ({registry.get(kind, name).source}): "
+                                "choose another name")
     root = folder / f"arena-{name}"
     if root.exists():
         raise InvalidInputError(f"{root} already exists: choose another --dir or name (nothing was written)")
@@ -354,6 +367,10 @@ def scaffold(kind: str, name: str, folder: Path) -> Path:
 
 
 def _release(version: str) -> str:
-    """The release part of a version (``0.1.0`` of ``0.1.0.dev3+g...``)."""
-    match = re.match(r"\d+(\.\d+)*", version)
-    return match.group(0) if match else "0"
+    """The oldest Arena the package accepts: this one's major.minor (``0.1`` of ``0.1.0``;
+    ``0.1.dev0`` of ``0.1.0.dev3+g...``, which that development version satisfies)."""
+    match = re.match(r"(\d+)(\.(\d+))?", version)
+    if not match:
+        return "0"
+    release = f"{match.group(1)}.{match.group(3) or 0}"
+    return f"{release}.dev0" if "dev" in version else release  # a development version precedes its release

@@ -152,3 +152,12 @@ class OffTheGrid(arena.Dataset):
         images = lambda n: torch.randint(0, 256, (n, 1, 4, 4), generator=generator).float() / 255  # noqa: E731
         labels = lambda n: torch.arange(n) % 2  # noqa: E731
         return arena.Splits(images(20), labels(20), images(10), labels(10))
+
+
+class IgnoresItsGenerator(_Independent):
+    """Draws from torch's global generator instead of the one it is given."""
+
+    name = "ignores-its-generator"
+
+    def sample(self, model, n, generator):
+        return torch.sigmoid(model.logits + torch.rand((n, *model.logits.shape)))

@@ -146,3 +146,19 @@ def test_plugins_check_reports_and_arena_plugins_marks_a_failing_third_party_plu
 
     unknown = CliRunner().invoke(cli, ["plugins", "check", "nothing"])
     assert unknown.exit_code == 1 and "no plugin named 'nothing' is installed" in unknown.stderr
+
+
+def test_a_generator_that_ignores_the_generator_it_is_given():
+    failed = _failed("generator", broken.IgnoresItsGenerator)
+    assert set(failed) == {"same seed, same samples"}
+    assert "take every random number from the `generator` sample() is given" in failed["same seed, same samples"]
+
+
+def test_the_checks_leave_the_callers_random_state_as_it_was():
+    import torch
+
+    torch.manual_seed(1234)
+    expected = torch.rand(3)
+    torch.manual_seed(1234)
+    check_attack(get_registry().get("attack", "fgsm").cls)
+    assert torch.equal(torch.rand(3), expected)

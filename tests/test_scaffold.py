@@ -64,3 +64,11 @@ def test_new_refuses_a_bad_name_and_an_existing_folder(tmp_path):
     scaffold("attack", "twice", tmp_path)
     again = run_arena("new", "attack", "twice", "--dir", str(tmp_path))
     assert again.returncode == 1 and "already exists" in again.stderr and "nothing was written" in again.stderr
+
+
+@pytest.mark.parametrize(("name", "says"), [("none", "shadows Python's or Arena's own"),
+                                            ("plugins", "shadows Python's or Arena's own"),
+                                            ("fgsm", "is installed already")])
+def test_new_refuses_names_that_would_break_or_shadow(tmp_path, name, says):
+    bad = run_arena("new", "attack", name, "--dir", str(tmp_path))
+    assert bad.returncode == 1 and says in bad.stderr and not any(tmp_path.iterdir())

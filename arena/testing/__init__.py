@@ -77,7 +77,8 @@ def run_cli(*args: str, db: str | None = None) -> CliResult:
     from ..cli import cli
 
     argv = [str(a) for a in args]
-    if db is not None and argv and argv[0] in _DB_COMMANDS and "--db" not in argv:
+    if db is not None and argv and argv[0] in _DB_COMMANDS and not any(a == "--db" or a.startswith("--db=")
+                                                                        for a in argv):
         argv += ["--db", db]
     done = CliRunner().invoke(cli, argv)
     if done.exception is not None and not isinstance(done.exception, SystemExit):
@@ -97,4 +98,5 @@ def isolated(root: Path) -> ArenaEnv:
 def environment(env: ArenaEnv) -> dict[str, str | None]:
     """The environment an :class:`ArenaEnv` runs in (None: unset)."""
     return {"ARENA_HOME": str(env.home), "ARENA_DB": env.db, "ARENA_ARTIFACTS": None, "ARENA_EXECUTOR": None,
-            "ARENA_LOCAL_WORKERS": None, "COLUMNS": os.environ.get("COLUMNS")}
+            "ARENA_LOCAL_WORKERS": None, "ARENA_LOAD_PLUGINS": None, "ARENA_MAX_PARALLEL": None,
+            "ARENA_RAY_ADDRESS": None, "COLUMNS": os.environ.get("COLUMNS")}

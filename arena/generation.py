@@ -35,6 +35,7 @@ from .generator import Generator
 from . import generative_checks as checks
 from .generative_checks import RealSets
 from .images import save_grid
+from .integrity import data_flags
 from .host import Host, LoadedDataset, arena_version
 from .plugins import PluginInfo
 from .provenance import stable_hash
@@ -185,7 +186,8 @@ class GenerativeScorer:
             run.artifacts = artifacts
             for name, value in scores.items():
                 setattr(result, name, value)
-            run.flags = [flag.as_dict() for flag in checks.flags(scores, self.real(data).train_vs_test)]
+            run.flags = [flag.as_dict() for flag in [*checks.flags(scores, self.real(data).train_vs_test),
+                                                     *data_flags(data.plugin)]]
         run.duration_s = time.perf_counter() - started
         return records.save(self.store, run, force, info.name, generator=info.name)
 

@@ -198,6 +198,15 @@ def unbounded_eps(norm: str, shape: tuple[int, ...]) -> float:
     return 1.0 if norm == "linf" else math.sqrt(math.prod(shape))
 
 
+def data_flags(dataset: Any) -> list[Flag]:
+    """A dataset read from files that were not checked against their official checksums
+    (``ARENA_DATA_VERIFY=0``): its results may come from other data than the name says."""
+    if getattr(dataset, "files_verified", None) is False:
+        return [Flag("unverified-data", f"the {getattr(dataset, 'name', 'dataset')} files were not checked against "
+                     "their official checksums (ARENA_DATA_VERIFY=0): the results may come from other data")]
+    return []
+
+
 def run_flags(norm: str, eps: float, shape: tuple[int, ...], classes: int, robust_accuracy: float) -> list[Flag]:
     """Checks on one result alone."""
     flags = []

@@ -22,7 +22,7 @@ from .artifact_store import keep_file
 from .errors import InvalidInputError, LateRandomness
 from .evaluation import PLAIN, Evaluation, adaptive_evaluation, check_settings, evaluation_flags, plan as evaluations
 from .host import Host, LoadedDataset, arena_version, recorded_probe
-from .integrity import CROSS_RUN_CODES, ModelProbe, cross_run_flags, run_flags
+from .integrity import CROSS_RUN_CODES, ModelProbe, cross_run_flags, data_flags, run_flags
 from .judging import Pairing, Settings, evaluate
 from .plugins import PluginInfo
 from .progress import Reporter
@@ -318,6 +318,7 @@ def execute(job: Job, host: Host, store: Store, force: bool) -> list[Outcome]:
             flags += evaluation_flags(evaluation, adaptive, built.probe)
             flags += run_flags(threat.norm, threat.eps, data.plugin.shape, data.plugin.classes,
                                metrics["robust_accuracy"])
+            flags += data_flags(data.plugin)
             run.flags = [flag.as_dict() for flag in flags]
         run.duration_s = time.perf_counter() - started
         started = time.perf_counter()

@@ -18,10 +18,15 @@ FAST = {"apgd": {"iterations": 10}, "pgd": {"steps": 5}, "hopskipjump": {"max_ev
 CHECKERS = {"attack": check_attack, "defense": check_defense, "generator": check_generator, "dataset": check_dataset}
 
 
+#: Datasets read from official files this machine does not have: tests/test_data.py checks them
+#: on files it writes in their formats.
+OFFICIAL_FILES = {"mnist", "fashion-mnist", "cifar10", "svhn"}
+
+
 def _builtins() -> list[tuple[str, str]]:
     registry = get_registry()
     return [(kind, name) for kind in CHECKERS for name in registry.names(kind)
-            if registry.get(kind, name).source.builtin]
+            if registry.get(kind, name).source.builtin and not (kind == "dataset" and name in OFFICIAL_FILES)]
 
 
 @pytest.mark.parametrize(("kind", "name"), _builtins())

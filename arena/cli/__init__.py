@@ -27,6 +27,7 @@ COMMANDS = {
     "plugins": ("admin", "plugins", "List the installed plugins and tracks, and plugins that failed to load."),
     "export": ("bundle", "export", "Write stored runs to one bundle file that another database can import."),
     "import": ("bundle", "import_", "Check a bundle from arena export and merge its runs into this database."),
+    "data": ("data", "data", "The standard datasets (mnist, fashion-mnist, cifar10, svhn) from their official files."),
     "new": ("admin", "new", "Write an installable plugin package to start from: attack, defense, generator or dataset."),
 }
 

@@ -55,6 +55,12 @@ class Plugin:
             values[name] = list(value) if isinstance(value, tuple) else value
         return values
 
+    def identity(self) -> dict[str, Any]:
+        """What identifies the model a defense or generator makes, with its code, dataset and
+        seed: its hyperparameters, unless the plugin knows better (a defense that loads weights
+        from a file names them by their SHA-256, not by where they lie)."""
+        return self.hyperparameters()
+
     @classmethod
     def hyperparameter_bounds(cls) -> dict[str, Bound]:
         """The declared :attr:`bounds` of this class and its bases that name one of its

@@ -243,7 +243,7 @@ class Host:
             "name": info.name,
             "package": info.source.package,
             "version": info.source.version,
-            "params": params,
+            "params": plugin.identity(),
             "dataset": data.info.name,
             "dataset_hash": data.content_hash,
             "seed": seed,

@@ -151,3 +151,34 @@ def test_hopskipjump_finds_label_only_adversarials(digits, targeted):
     success = (predicted == target) if targeted else (predicted != y)
     assert float(success.double().mean()) >= (0.3 if targeted else 0.6)
     assert int(oracle.queries.max()) <= budget
+
+
+def test_dlr_losses_follow_their_formulas():
+    from arena_plugins.attacks.apgd import dlr, dlr_targeted
+
+    logits = torch.tensor([[4.0, 1.0, 3.0, 0.0], [1.0, 5.0, 2.0, 0.5]])
+    y = torch.tensor([0, 0])
+    # Correct: -(4 - 3) / (4 - 1); wrong: -(1 - 5) / (5 - 1) = 1, above 0 once misclassified.
+    torch.testing.assert_close(dlr(logits, y), torch.tensor([-1 / 3, 1.0]))
+    torch.testing.assert_close(dlr(3 * logits + 7, y), dlr(logits, y))  # shift- and scale-invariant
+    target = torch.tensor([2, 1])
+    # -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2): -(4 - 3) / (4 - 0.5), -(1 - 5) / (5 - 0.75)
+    torch.testing.assert_close(dlr_targeted(logits, y, target), torch.tensor([-1 / 3.5, 4 / 4.25]))
+
+
+def test_apgd_dlr_and_apgd_t_agree_with_torchattacks(digits):
+    from arena_plugins.attacks.apgd import APGDT
+
+    model, x, y = digits
+    x, y = x[:180], y[:180]  # APGD-T runs nine targeted APGDs: half the test split keeps it short
+    for ours_attack, theirs_attack in (
+        (APGD(loss="dlr"), torchattacks.APGD(model, norm="Linf", eps=0.1, steps=100, seed=0, loss="dlr")),
+        (APGDT(), torchattacks.APGDT(model, norm="Linf", eps=0.1, steps=100, seed=0, n_classes=10)),
+    ):
+        torch.manual_seed(0)
+        ours = ours_attack.perturb(WhiteBox(model), x, y, ThreatModel("linf", 0.1))
+        theirs = theirs_attack(x, y)
+        assert (ours - x).abs().max() <= 0.1 + 1e-6
+        ours_acc, theirs_acc = robust_accuracy(model, ours, y), robust_accuracy(model, theirs, y)
+        assert robust_accuracy(model, x, y) - ours_acc >= 0.2
+        assert abs(ours_acc - theirs_acc) <= 0.015, (type(ours_attack).__name__, ours_acc, theirs_acc)

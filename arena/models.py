@@ -10,6 +10,7 @@ in that.
 from __future__ import annotations
 
 import inspect
+import re
 from typing import Callable
 
 from torch import nn
@@ -124,12 +125,65 @@ def resnet(shape: Shape, classes: int) -> nn.Module:
     )
 
 
+class _PreActBlock(nn.Module):
+    """BN-ReLU-conv twice around an identity (or 1x1 projection) shortcut taken after the first
+    BN-ReLU (He et al. 2016b)."""
+
+    def __init__(self, inputs: int, outputs: int, stride: int) -> None:
+        super().__init__()
+        self.bn1, self.conv1 = nn.BatchNorm2d(inputs), nn.Conv2d(inputs, outputs, 3, stride, 1, bias=False)
+        self.bn2, self.conv2 = nn.BatchNorm2d(outputs), nn.Conv2d(outputs, outputs, 3, 1, 1, bias=False)
+        self.shortcut = (nn.Conv2d(inputs, outputs, 1, stride, bias=False)
+                         if stride != 1 or inputs != outputs else None)
+
+    def forward(self, x):
+        out = self.bn1(x).relu()
+        skip = self.shortcut(out) if self.shortcut is not None else x
+        out = self.conv1(out)
+        return self.conv2(self.bn2(out).relu()) + skip
+
+
+def _preact_net(channels: int, widths: list[int], blocks: int, strides: list[int], classes: int,
+                stem: int) -> nn.Module:
+    layers: list[nn.Module] = [nn.Conv2d(channels, stem, 3, 1, 1, bias=False)]
+    inputs = stem
+    for width, stride in zip(widths, strides):
+        for index in range(blocks):
+            layers.append(_PreActBlock(inputs, width, stride if index == 0 else 1))
+            inputs = width
+    layers += [nn.BatchNorm2d(inputs), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(inputs, classes)]
+    return nn.Sequential(*layers)
+
+
+def preact_resnet18(shape: Shape, classes: int) -> nn.Module:
+    """PreAct ResNet-18 (He et al. 2016b), as RobustBench and Rice et al. (2020) train it on
+    CIFAR-10: a 64-channel 3x3 stem, four stages of two pre-activation blocks (64, 128, 256, 512
+    channels, strides 1, 2, 2, 2), BN-ReLU, global average pooling, a linear layer (11.2M
+    weights for 3x32x32 and 10 classes)."""
+    return _preact_net(shape[0], [64, 128, 256, 512], 2, [1, 2, 2, 2], classes, stem=64)
+
+
+def wide_resnet(shape: Shape, classes: int, depth: int = 28, width: int = 10) -> nn.Module:
+    """WideResNet-DEPTH-WIDTH (Zagoruyko & Komodakis 2016): a 16-channel 3x3 stem, three groups
+    of (depth - 4) / 6 pre-activation blocks of 16·width, 32·width and 64·width channels
+    (strides 1, 2, 2), BN-ReLU, global average pooling, a linear layer; WRN-28-10, the model of
+    most RobustBench CIFAR-10 entries, has 36.5M weights."""
+    if (depth - 4) % 6 or depth < 10 or width < 1:
+        raise InvalidInputError(f"WideResNet depth {depth} and width {width}: the depth must be 6n + 4 (10, 16, 22, "
+                                "28, 34, ...) and the width at least 1")
+    return _preact_net(shape[0], [16 * width, 32 * width, 64 * width], (depth - 4) // 6, [1, 2, 2], classes, stem=16)
+
+
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "cnn": cnn,
     "mlp": mlp,
     "lenet": lenet,
     "resnet": resnet,
+    "preact-resnet18": preact_resnet18,
+    "wrn-28-10": wide_resnet,
+    "wrn-34-10": lambda shape, classes: wide_resnet(shape, classes, 34, 10),
 }
+_WRN = re.compile(r"wrn-(\d+)-(\d+)")
 
 DEFAULT_ARCHITECTURE = "cnn"
 
@@ -143,12 +197,18 @@ def build_classifier(architecture: str, shape: Shape, classes: int, dropout: flo
     """Instantiate a named architecture for an image shape and number of classes."""
     if not 0.0 <= dropout < 1.0:
         raise InvalidInputError(f"dropout {dropout} must be in [0, 1)")
-    try:
-        factory = ARCHITECTURES[architecture]
-    except KeyError:
-        raise InvalidInputError(
-            f"unknown architecture {architecture!r}: use one of {', '.join(sorted(ARCHITECTURES))}"
-        ) from None
+    wide = _WRN.fullmatch(architecture)
+    if wide is not None:  # any WideResNet-DEPTH-WIDTH
+        depth, width = int(wide.group(1)), int(wide.group(2))
+        factory = lambda shape, classes: wide_resnet(shape, classes, depth, width)  # noqa: E731
+    else:
+        try:
+            factory = ARCHITECTURES[architecture]
+        except KeyError:
+            raise InvalidInputError(
+                f"unknown architecture {architecture!r}: use one of {', '.join(sorted(ARCHITECTURES))} or "
+                "wrn-DEPTH-WIDTH"
+            ) from None
     if not dropout:
         return factory(tuple(shape), classes)
     try:

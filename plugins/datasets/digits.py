@@ -46,14 +46,10 @@ class Digits(Dataset):
         return _load()
 
 
-class DigitsTiny(Dataset):
+class DigitsTiny(Digits):
     """A tiny fixed subset of `digits` for fast tests: 20 training and 10 test images per class."""
 
     name = "digits-tiny"
-    shape = (1, 8, 8)
-    classes = 10
-    levels = 17
-    default_threat = ThreatModel("linf", 0.2)
 
     def load(self) -> Splits:
         return _tiny()

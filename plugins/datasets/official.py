@@ -69,13 +69,18 @@ class FashionMNIST(_IDX):
     default_threat = ThreatModel("linf", 0.3)
 
 
-class CIFAR10(_Official):
-    """CIFAR-10 (Krizhevsky 2009) from its binary version: 50,000 train / 10,000 test 32x32 colour; linf eps 8/255."""
+class _Colour32(_Official):
+    """32x32 colour images of 10 classes; linf eps 8/255, as RobustBench evaluates them."""
 
-    name = "cifar10"
     shape = (3, 32, 32)
     classes = 10
     default_threat = ThreatModel("linf", 8 / 255)
+
+
+class CIFAR10(_Colour32):
+    """CIFAR-10 (Krizhevsky 2009) from its binary version: 50,000 train / 10,000 test 32x32 colour; linf eps 8/255."""
+
+    name = "cifar10"
 
     def read(self, paths: dict) -> Splits:
         from arena.data import read_cifar_binary
@@ -83,13 +88,10 @@ class CIFAR10(_Official):
         return _splits(*read_cifar_binary(paths["cifar-10-binary.tar.gz"]))
 
 
-class SVHN(_Official):
+class SVHN(_Colour32):
     """SVHN cropped digits (Netzer et al. 2011): 73,257 train / 26,032 test 32x32 colour; linf eps 8/255."""
 
     name = "svhn"
-    shape = (3, 32, 32)
-    classes = 10
-    default_threat = ThreatModel("linf", 8 / 255)
 
     def read(self, paths: dict) -> Splits:
         from arena.data import read_svhn

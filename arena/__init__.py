@@ -46,6 +46,7 @@ _EXPORTS = {
     "Job": "track",
     "LabelOracle": "access",
     "Outcome": "track",
+    "Pattern": "bounds",
     "PluginError": "errors",
     "QueryBudgetExceeded": "errors",
     "Range": "bounds",

@@ -130,3 +130,26 @@ class Choice(Bound):
 
     def describe(self, name: str) -> str:
         return "one of " + ", ".join(str(v) if isinstance(v, str) else show(v) for v in self.values)
+
+
+@dataclass(frozen=True)
+class Pattern(Bound):
+    """A string matching a regular expression, described in words: e.g.
+    ``Pattern(r"[\\w.]+:\\w+", "MODULE:FUNCTION")``."""
+
+    regex: Any
+    description: str
+
+    def __init__(self, regex: str, description: str) -> None:
+        import re
+
+        object.__setattr__(self, "regex", re.compile(regex))
+        object.__setattr__(self, "description", description)
+
+    def problem(self, value: Any) -> str | None:
+        if isinstance(value, str) and self.regex.fullmatch(value):
+            return None
+        return f"is not {self.description}"
+
+    def describe(self, name: str) -> str:
+        return self.description

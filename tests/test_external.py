@@ -119,7 +119,7 @@ def test_a_pt_state_dict_works_and_a_pickled_model_is_refused(checkpoint, tmp_pa
     wrong = folder / "model.bin"
     wrong.write_bytes(b"weights")
     bad = _run(tmp_path, folder, wrong, db="refused.db")
-    assert bad.returncode == 1 and "model.bin is not a .safetensors, .pt or .pth state dict" in bad.stderr
+    assert bad.returncode == 1 and "model.bin' is not a .safetensors, .pt or .pth file" in bad.stderr
 
 
 def test_weights_that_do_not_fit_the_factory_are_a_clear_error(checkpoint, tmp_path):

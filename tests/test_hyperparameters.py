@@ -127,7 +127,8 @@ def test_a_bad_parameter_of_a_standard_run_is_refused_before_any_work(arena, no_
         ("eps=1.5", "defense 'advtrain': eps=1.5 is above the maximum 1 (accepted: (0, 1])"),
         ("lr=-1", "defense 'advtrain': lr=-1 is not above 0"),
         ("alpha=2", "defense 'advtrain': alpha=2 is above the maximum 1 (accepted: [0, 1])"),
-        ("architecture=mpl", "architecture='mpl' is not one of cnn, mlp, lenet, resnet; did you mean 'mlp'?"),
+        ("architecture=mpl", "architecture='mpl' is not one of cnn, mlp, lenet, resnet, preact-resnet18, wrn-28-10, wrn-34-10; did you mean "
+         "'mlp'?"),
     ],
 )
 def test_advtrain_values_are_refused_before_any_work(arena, no_work, value, message):
@@ -209,7 +210,7 @@ def test_choice_accepts_its_values_only():
     bound = arena.Choice(ARCHITECTURES)  # a mapping gives its keys
     assert bound.values == tuple(ARCHITECTURES)
     assert bound.check("architecture", "mlp") is None
-    assert bound.check("architecture", "nosuch") == "architecture='nosuch' is not one of cnn, mlp, lenet, resnet"
+    assert bound.check("architecture", "nosuch") == "architecture='nosuch' is not one of cnn, mlp, lenet, resnet, preact-resnet18, wrn-28-10, wrn-34-10"
     assert bound.check("architecture", "lenett").endswith("; did you mean 'lenet'?")
     assert arena.Choice((1, 2, 4)).check("bits", 3) == "bits=3 is not one of 1, 2, 4"
     assert arena.Choice((1, 2)).check("bits", True) is not None  # True == 1, but is not a choice
@@ -274,7 +275,7 @@ def test_a_subclass_inherits_the_bounds_of_its_own_hyperparameters():
 def test_plugins_lists_what_each_hyperparameter_accepts(arena):
     listed = {(p["kind"], p["name"]): p for p in arena.json("plugins", "--json")["plugins"]}
     assert listed[("defense", "standard")]["bounds"] == {
-        "architecture": "one of cnn, mlp, lenet, resnet", "epochs": "a number in [1, inf)",
+        "architecture": "one of cnn, mlp, lenet, resnet, preact-resnet18, wrn-28-10, wrn-34-10", "epochs": "a number in [1, inf)",
         "lr": "a number in (0, inf)", "batch_size": "a number in [1, inf)"}
     assert listed[("attack", "fgsm")]["bounds"] == {}
 

@@ -26,6 +26,8 @@ class External(Defense):
 
     name = "external"
     in_all = False
+    bounds = {"model": arena.Pattern(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", "MODULE:FUNCTION (e.g. my_pkg.models:build)"),
+              "weights": arena.Pattern(r".+\.(safetensors|pt|pth)", "a .safetensors, .pt or .pth file")}
 
     def __init__(self, model: str | None = None, weights: str | None = None) -> None:
         self.model = model
@@ -38,8 +40,6 @@ class External(Defense):
         path = Path(self.weights).expanduser()
         if not path.is_file():
             raise InvalidInputError(f"defense 'external': no weights file at {path}")
-        if path.suffix not in (".safetensors", ".pt", ".pth"):
-            raise InvalidInputError(f"defense 'external': {path.name} is not a .safetensors, .pt or .pth state dict")
         return self.model, path
 
     def identity(self) -> dict:

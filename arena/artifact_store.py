@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any, Callable
@@ -157,16 +158,37 @@ def run_files(home: Path) -> ArtifactStore:
     return artifact_store() or ArtifactStore(str(home / "artifacts"))
 
 
+def local_root(url: str) -> Path | None:
+    """The folder a store URL names on this machine (a path or ``file://``), else None."""
+    if "://" not in url:
+        return Path(url)
+    return Path(url.removeprefix("file://")) if url.startswith("file://") else None
+
+
 def keep_file(home: Path, suffix: str, write: Callable[[str], None]) -> str:
     """Write one of a run's files through ``write(path)`` and keep it in :func:`run_files`; the
-    path the run records (relative to the store)."""
+    path the run records (relative to the store). A store in a folder of this machine (the
+    default) is written directly, without fsspec."""
     import tempfile
 
     home.mkdir(parents=True, exist_ok=True)
+    url = os.environ.get("ARENA_ARTIFACTS") or str(home / "artifacts")
+    root = local_root(url)
     with tempfile.TemporaryDirectory(dir=home, prefix=".keep-") as folder:
         written = Path(folder) / f"file{suffix}"
         write(str(written))
-        return run_files(home).put_file(written)
+        if root is None:
+            return ArtifactStore(url).put_file(written)
+        relative = f"{ArtifactStore.blob(file_sha256(written))}{suffix}"
+        target = root / relative
+        if not target.exists():  # once per content; on disk before it has its name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(written, "rb") as handle:
+                os.fsync(handle.fileno())
+            temporary = target.with_name(f"{target.name}.{uuid.uuid4().hex}.tmp")
+            shutil.copyfile(written, temporary)
+            os.replace(temporary, target)
+        return relative
 
 
 def content_hash(relative: str) -> str | None:

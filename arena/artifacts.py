@@ -44,12 +44,14 @@ def local_path(stored: Any, home: Path | None = None) -> Path:
     url = os.environ.get("ARENA_ARTIFACTS") or str(home / "artifacts")
     missing = UnreadableArtifact(f"the file {stored} is not in the artifact store {url} (ARENA_ARTIFACTS must name "
                                  "the store its run wrote to)")
-    if "://" not in url or url.startswith("file://"):  # a folder of this machine: read in place
-        path = Path(url.removeprefix("file://")) / stored
+    from .artifact_store import ArtifactStore, local_root
+
+    root = local_root(url)
+    if root is not None:  # a folder of this machine: read in place
+        path = root / stored
         if not path.exists():
             raise missing
         return path
-    from .artifact_store import ArtifactStore
 
     try:
         return ArtifactStore(url).local_file(stored, home / "cache" / "artifacts")

@@ -152,10 +152,10 @@ def artifact_store() -> ArtifactStore | None:
     return ArtifactStore(url) if url else None
 
 
-def run_files(home: Path) -> ArtifactStore:
+def run_files_url(home: Path) -> str:
     """Where runs keep their files: the store ``ARENA_ARTIFACTS`` names, else the folder
     ``artifacts`` of the Arena home ``home``."""
-    return artifact_store() or ArtifactStore(str(home / "artifacts"))
+    return os.environ.get("ARENA_ARTIFACTS") or str(home / "artifacts")
 
 
 def local_root(url: str) -> Path | None:
@@ -166,13 +166,13 @@ def local_root(url: str) -> Path | None:
 
 
 def keep_file(home: Path, suffix: str, write: Callable[[str], None]) -> str:
-    """Write one of a run's files through ``write(path)`` and keep it in :func:`run_files`; the
+    """Write one of a run's files through ``write(path)`` and keep it in the store of :func:`run_files_url`; the
     path the run records (relative to the store). A store in a folder of this machine (the
     default) is written directly, without fsspec."""
     import tempfile
 
     home.mkdir(parents=True, exist_ok=True)
-    url = os.environ.get("ARENA_ARTIFACTS") or str(home / "artifacts")
+    url = run_files_url(home)
     root = local_root(url)
     with tempfile.TemporaryDirectory(dir=home, prefix=".keep-") as folder:
         written = Path(folder) / f"file{suffix}"

@@ -41,11 +41,11 @@ def local_path(stored: Any, home: Path | None = None) -> Path:
         from .config import home as arena_home
 
         home = arena_home()
-    url = os.environ.get("ARENA_ARTIFACTS") or str(home / "artifacts")
+    from .artifact_store import ArtifactStore, local_root, run_files_url
+
+    url = run_files_url(home)
     missing = UnreadableArtifact(f"the file {stored} is not in the artifact store {url} (ARENA_ARTIFACTS must name "
                                  "the store its run wrote to)")
-    from .artifact_store import ArtifactStore, local_root
-
     root = local_root(url)
     if root is not None:  # a folder of this machine: read in place
         path = root / stored

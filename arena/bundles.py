@@ -25,7 +25,6 @@ run imported twice is stored once; a run whose key is current here already is le
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import zipfile
@@ -128,8 +127,6 @@ def _columns(row: Any, skip: tuple[str, ...]) -> dict[str, Any]:
         value = getattr(row, column.key)
         if isinstance(value, datetime):
             value = {"datetime": value.isoformat()}
-        elif isinstance(value, bytes):
-            value = {"bytes": base64.b64encode(value).decode("ascii")}
         values[column.key] = value
     return values
 

@@ -13,7 +13,8 @@ from arena.testing import ContractError, check_attack, check_dataset, check_defe
 from . import contract_breakers as broken
 
 #: Fewer steps and epochs than the defaults: the checks test the contract, not the strength.
-FAST = {"apgd": {"iterations": 10}, "apgd-t": {"iterations": 10, "target_classes": 2}, "pgd": {"steps": 5}, "hopskipjump": {"max_evals": 300, "init_evals": 20},
+FAST = {"apgd": {"iterations": 10}, "apgd-t": {"iterations": 10, "target_classes": 2},
+        "fab": {"iterations": 10, "target_classes": 2}, "pgd": {"steps": 5}, "hopskipjump": {"max_evals": 300, "init_evals": 20},
         "ensemble-transfer": {"steps": 2}, "transfer": {"steps": 2}}
 CHECKERS = {"attack": check_attack, "defense": check_defense, "generator": check_generator, "dataset": check_dataset}
 

@@ -15,10 +15,11 @@ from arena import Access, Attack
 HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
 
 
-def area_fraction(p_init: float, iteration: int, budget: int) -> float:
-    """The fraction p of the image a square covers at ``iteration``, the schedule rescaled from
-    10,000 queries to ``budget``."""
-    scaled = int(iteration / budget * 10000)
+def area_fraction(p_init: float, iteration: int, budget: int, rescale: bool = True) -> float:
+    """The fraction p of the image a square covers at ``iteration``: the schedule rescaled from
+    10,000 queries to ``budget``, or (``rescale=False``) followed as it is for 10,000 queries and
+    cut at the budget, as AutoAttack runs Square with 5,000 queries."""
+    scaled = int(iteration / budget * 10000) if rescale else iteration
     return p_init / 2 ** sum(scaled > h for h in HALVINGS)
 
 
@@ -92,8 +93,9 @@ class Square(Attack):
     x ± eps, one random sign per channel. L2 (Algorithm 3): starts from a grid of pseudo-Gaussian
     bumps and moves perturbation mass from one square into another, staying on the eps-sphere.
     The side of the square follows p, the area fraction, from ``p_init`` halving on the paper's
-    schedule rescaled to the query budget the host sets. A sample stops as soon as its margin
-    is below zero; only the samples still running are queried.
+    schedule rescaled to the query budget the host sets (``rescale_schedule=false``: not
+    rescaled, as in AutoAttack's standard version). A sample stops as soon as its margin is below
+    zero; only the samples still running are queried.
     """
 
     name = "square"
@@ -102,8 +104,9 @@ class Square(Attack):
     supports_targeted = True
     bounds = {"p_init": arena.Range(0, 1, low_inclusive=False)}
 
-    def __init__(self, p_init: float = 0.8):
+    def __init__(self, p_init: float = 0.8, rescale_schedule: bool = True):
         self.p_init = p_init
+        self.rescale_schedule = rescale_schedule
 
     def perturb(self, access, x, y, threat, target=None):
         n, channels, height, width = x.shape
@@ -114,7 +117,7 @@ class Square(Attack):
             rows = every[(loss > 0) & (access.remaining(every).to(x.device) > 0)]
             if len(rows) == 0:
                 break
-            p = area_fraction(self.p_init, iteration, access.budget)
+            p = area_fraction(self.p_init, iteration, access.budget, self.rescale_schedule)
             side = int(round(math.sqrt(p * height * width)))
             if threat.norm == "linf":
                 candidate = self._linf_step(x[rows], x_best[rows], min(max(side, 1), height - 1), threat.eps)

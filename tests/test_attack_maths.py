@@ -112,6 +112,9 @@ def test_square_schedule_and_bump():
     # p halves after 10, 50, 200, ... of 10,000 iterations, rescaled to the budget.
     assert [area_fraction(0.8, i, 10000) for i in (0, 10, 11, 51, 201, 9000)] == [0.8, 0.8, 0.4, 0.2, 0.1, 0.8 / 512]
     assert area_fraction(0.8, 6, 1000) == 0.2  # the 60th of 10,000
+    # AutoAttack's Square follows the 10,000-query schedule as it is, cut at its 5,000 queries.
+    assert [area_fraction(0.8, i, 5000, rescale=False) for i in (10, 30, 4001, 4999)] == [0.8, 0.4, 0.8 / 128, 0.8 / 128]
+    assert area_fraction(0.8, 30, 5000) == 0.2  # rescaled: the 60th of 10,000
     mass = rectangle_mass(5, 5)
     assert mass.argmax() == 12 and torch.isclose(mass.norm(), torch.tensor(1.0))
     # Rings of 1 + 1/4 + 1/9 at the centre, 1/4 + 1/9 one step out, 1/9 at the corner.
@@ -182,3 +185,63 @@ def test_apgd_dlr_and_apgd_t_agree_with_torchattacks(digits):
         ours_acc, theirs_acc = robust_accuracy(model, ours, y), robust_accuracy(model, theirs, y)
         assert robust_accuracy(model, x, y) - ours_acc >= 0.2
         assert abs(ours_acc - theirs_acc) <= 0.015, (type(ours_attack).__name__, ours_acc, theirs_acc)
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_fab_hyperplane_step_is_the_least_step_in_the_box(norm):
+    from torchattacks.attacks.fab import projection_l2, projection_linf
+
+    from arena_plugins.attacks.fab import hyperplane_step
+
+    generator = torch.Generator().manual_seed(0)
+    p = torch.rand(256, 20, dtype=torch.float64, generator=generator)
+    w = torch.randn(256, 20, dtype=torch.float64, generator=generator)
+    w[:, :2] = 0  # coordinates the hyperplane ignores never move
+    b = (w * p).sum(1) + torch.randn(256, dtype=torch.float64, generator=generator) * torch.linspace(0.01, 8, 256)
+    d = hyperplane_step(p, w, b, norm)
+    assert (p + d).min() >= -1e-12 and (p + d).max() <= 1 + 1e-12 and (d[:, :2] == 0).all()
+    on_plane = ((w * (p + d)).sum(1) - b).abs() < 1e-9
+    assert 30 < int(on_plane.sum()) < 256  # both cases occur: the box reaches the hyperplane, or not
+    # Where it does not, the step is the box's corner towards the hyperplane.
+    towards = torch.sign(w * (b - (w * p).sum(1))[:, None])
+    corner = torch.where(towards > 0, 1 - p, -p) * (towards != 0)
+    torch.testing.assert_close(d[~on_plane], corner[~on_plane])
+    # The peer's projections (torchattacks' port of the authors' FAB), row for row.
+    peer = (projection_linf if norm == "linf" else projection_l2)(p.clone(), w.clone(), b.clone())
+    torch.testing.assert_close(d, peer, atol=1e-12, rtol=0)
+
+
+def test_fab_hyperplane_step_closed_form_inside_the_box():
+    from arena_plugins.attacks.fab import hyperplane_step
+
+    # Far from the box's faces the bounds are inactive: the least L2 step is w·gap/|w|², the least
+    # Linf step sign(w)·gap/|w|_1.
+    p = torch.full((1, 4), 0.5, dtype=torch.float64)
+    w = torch.tensor([[1.0, -2.0, 0.5, 0.0]], dtype=torch.float64)
+    b = (w * p).sum(1) + 0.1
+    torch.testing.assert_close(hyperplane_step(p, w, b, "l2"), w * 0.1 / (w**2).sum())
+    torch.testing.assert_close(hyperplane_step(p, w, b, "linf"), torch.sign(w) * 0.1 / w.abs().sum())
+
+
+@pytest.mark.parametrize("norm, eps", [("linf", 0.1), ("l2", 0.7)])
+def test_fab_t_agrees_with_torchattacks_point_for_point(digits, norm, eps):
+    # torchattacks' FAB with multi_targeted=True is FAB-T; AutoAttack runs it for 100 iterations
+    # (torchattacks' own AutoAttack leaves its FAB, and both APGDs, at 10 steps).
+    from arena_plugins.attacks.fab import FAB
+
+    model, x, y = digits
+    x, y = x[:120], y[:120]
+    ours = FAB().perturb(WhiteBox(model), x, y, ThreatModel(norm, eps))
+    theirs = torchattacks.FAB(model, norm={"linf": "Linf", "l2": "L2"}[norm], eps=eps, steps=100, multi_targeted=True,
+                              n_classes=10, seed=0)(x, y)
+    flat = (theirs - x).flatten(1)
+    size = flat.abs().amax(1) if norm == "linf" else flat.norm(dim=1)
+    theirs = torch.where((size <= eps)[:, None, None, None], theirs, x)  # AutoAttack's own rule: beyond eps fails
+    delta = (ours - x).flatten(1)
+    assert float(delta.abs().amax(1).max() if norm == "linf" else delta.norm(dim=1).max()) <= eps + 1e-6
+    ours_robust, theirs_robust = predict(model, ours, 512) == y, predict(model, theirs, 512) == y
+    assert robust_accuracy(model, x, y) - float(ours_robust.double().mean()) >= 0.2
+    assert int((ours_robust != theirs_robust).sum()) <= 1  # measured: 0 of 120 at both budgets
+    # Early stopping only ends the search for smaller perturbations: the same verdicts.
+    full = FAB(early_stop=False).perturb(WhiteBox(model), x[:40], y[:40], ThreatModel(norm, eps))
+    assert torch.equal(predict(model, full, 512) == y[:40], ours_robust[:40])

@@ -10,7 +10,7 @@ model cache keeps the probe beside the checkpoint, so a plan reads it without lo
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from safetensors.torch import save_file
@@ -27,6 +27,7 @@ from .judging import Pairing, Settings, evaluate
 from .plugins import PluginInfo
 from .progress import Reporter
 from .provenance import stable_hash
+from .results import plugin_label
 from .store import RobustnessResult, Run
 from .threat import ThreatModel
 from .track import Job, Outcome, Request
@@ -110,14 +111,65 @@ class PairingKeys:
         return self.identity if not evaluation.adaptive else {**self.identity, "evaluation": evaluation.as_dict()}
 
 
-def compatible(attacks: list[PluginInfo], threats: list[ThreatModel],
-               reporter: Reporter) -> list[tuple[PluginInfo, ThreatModel]]:
-    """Pairs of attack and threat model the attack supports. The others are skipped with one
-    note per attack and reason (named or selected by ``all`` alike); it is an error only when no
-    pairing at all can run."""
+@dataclass(frozen=True)
+class AttackConfig:
+    """One attack configuration of a run: the plugin, the hyperparameters set for it (``-p``, or
+    a preset's), and the query budget a preset fixes (None: ``--queries``)."""
+
+    info: PluginInfo
+    params: dict[str, Any] | None = None
+    query_budget: int | None = None
+
+    def settings(self, settings: Settings) -> Settings:
+        return settings if self.query_budget is None else replace(settings, query_budget=self.query_budget)
+
+
+def attack_configs(request: Request, host: Host, params: dict[str, dict[str, Any]]) -> list[AttackConfig]:
+    """The attack configurations ``--attack`` asks for, in order: named attacks (``all``: every
+    one) with their ``-p`` values, and each preset's members with the preset's (see
+    :mod:`arena.presets`); a configuration asked for twice runs once."""
+    from .presets import PRESETS
+
+    names = list(request.option("attacks", []))
+    direct = {info.name for info in host.registry.resolve("attack", [n for n in names if n not in PRESETS])}
+    for name in names:
+        preset = PRESETS.get(name)
+        for member in preset.members if preset else ():
+            if member.attack in params and member.attack not in direct:
+                key = next(iter(params[member.attack]))
+                raise InvalidInputError(
+                    f"-p {member.attack}.{key}: {member.attack} runs here only as part of -a {name}, whose "
+                    f"hyperparameters are fixed ({preset.title}); add -a {member.attack} to also run it with "
+                    "your values, or drop the -p")
+    configs: list[AttackConfig] = []
+    seen: set[str] = set()
+    for name in names:
+        preset = PRESETS.get(name)
+        if preset is not None:
+            found = [AttackConfig(host.registry.get("attack", m.attack), dict(m.params), m.query_budget)
+                     for m in preset.members]
+        else:
+            found = [AttackConfig(info, params.get(info.name)) for info in host.registry.resolve("attack", [name])]
+        for config in found:
+            attack = config.info.create(config.params)  # bad hyperparameters fail before any work
+            query = attack.access in (Access.SCORE_QUERY, Access.LABEL_QUERY)
+            budget = (config.query_budget or request.option("query_budget", 5000)) if query else None
+            identity = stable_hash([config.info.name, attack.hyperparameters(), budget])
+            if identity not in seen:
+                seen.add(identity)
+                configs.append(config)
+    return configs
+
+
+def compatible(attacks: list[AttackConfig], threats: list[ThreatModel],
+               reporter: Reporter) -> list[tuple[AttackConfig, ThreatModel]]:
+    """Pairs of attack configuration and threat model the attack supports. The others are
+    skipped with one note per attack and reason (named, selected by ``all`` or by a preset
+    alike); it is an error only when no pairing at all can run."""
     pairs = []
     skipped: list[str] = []
-    for info in attacks:
+    for config in attacks:
+        info = config.info
         cls: type[Attack] = info.cls  # type: ignore[assignment]
         problems: dict[str, list[ThreatModel]] = {}
         for threat in threats:
@@ -129,12 +181,14 @@ def compatible(attacks: list[PluginInfo], threats: list[ThreatModel],
             elif not threat.targeted and not cls.supports_untargeted:
                 problem = "is targeted only: add --targeted"
             if problem is None:
-                pairs.append((info, threat))
+                pairs.append((config, threat))
             else:
                 problems.setdefault(problem, []).append(threat)
         for problem, where in problems.items():
             eps = ", ".join(f"{threat.eps:g}" for threat in where)
-            skipped.append(f"attack {info.name!r} {problem}" + (f" (eps {eps})" if len(where) < len(threats) else ""))
+            note = f"attack {info.name!r} {problem}" + (f" (eps {eps})" if len(where) < len(threats) else "")
+            if note not in skipped:
+                skipped.append(note)
     if not pairs:
         raise InvalidInputError(f"no attack can run under the requested threat model: {'; '.join(skipped)}")
     for reason in skipped:
@@ -145,9 +199,9 @@ def compatible(attacks: list[PluginInfo], threats: list[ThreatModel],
 def plan(request: Request, host: Host, store: Store, force: bool = False) -> list[Job]:
     """Training jobs and one job per pairing, for every seed; everything is checked first."""
     params = {name: dict(values) for name, values in request.params.items()}
-    attack_infos = host.registry.resolve("attack", request.option("attacks", []))
+    attacks = attack_configs(request, host, params)
     defense_infos = host.registry.resolve("defense", request.option("defenses", []))
-    for info in [*attack_infos, *defense_infos]:  # bad hyperparameters fail before any work
+    for info in defense_infos:  # bad hyperparameters fail before any work
         info.create(params.get(info.name))
     threats = threats_of(request, host)
     data = host.dataset(request.dataset)
@@ -163,21 +217,25 @@ def plan(request: Request, host: Host, store: Store, force: bool = False) -> lis
     if settings.query_budget < 1:
         raise InvalidInputError("--queries must be at least 1")
     check_settings(settings.evaluation, settings.eot_samples, settings.decision_draws)
-    pairs = compatible(attack_infos, threats, reporter=host.reporter)
+    pairs = compatible(attacks, threats, reporter=host.reporter)
     jobs: list[Job] = []
     for seed in request.seeds:
         settings = settings_of(request, seed)
-        for info in attack_infos:  # values the dataset decides fail before any training too
-            attack_instance(info, params.get(info.name), data)
+        for config in attacks:  # values the dataset decides fail before any training too
+            attack_instance(config.info, config.params, data)
         for info in defense_infos:
             host.model_identity(info, params.get(info.name, {}), data, seed)
         seen: set[str] = set()
         for defense_info in defense_infos:
-            for attack_info, threat in pairs:
-                keys = PairingKeys(host, (defense_info, attack_info, threat), data, settings, params)
-                overrides = dict(params.get(defense_info.name, {}))
+            overrides = dict(params.get(defense_info.name, {}))
+            for config, threat in pairs:
+                mine = {defense_info.name: overrides}
+                if config.params is not None:
+                    mine[config.info.name] = dict(config.params)
+                keys = PairingKeys(host, (defense_info, config.info, threat), data, config.settings(settings), mine)
                 jobs += _training_jobs(host, keys, (defense_info, overrides), data, settings, seen)
-                jobs.append(_pairing_job(host, store, keys, (defense_info, threat), settings, request, force))
+                jobs.append(_pairing_job(host, store, keys, (defense_info, threat), config.settings(settings),
+                                         request, force, mine))
     return jobs
 
 
@@ -214,7 +272,7 @@ def expected(host: Host, keys: PairingKeys, settings: Settings) -> tuple[list[Ev
 
 
 def _pairing_job(host: Host, store: Store, keys: PairingKeys, pairing: tuple[PluginInfo, ThreatModel],
-                 settings: Settings, request: Request, force: bool) -> Job:
+                 settings: Settings, request: Request, force: bool, params: dict[str, dict[str, Any]]) -> Job:
     defense_info, threat = pairing
     chosen, known = expected(host, keys, settings)
     run_keys = tuple(keys.key(evaluation) for evaluation in chosen)
@@ -226,13 +284,13 @@ def _pairing_job(host: Host, store: Store, keys: PairingKeys, pairing: tuple[Plu
         "dataset": request.dataset,
         "attack": keys.attack_info.name,
         "defense": defense_info.name,
-        "params": {name: dict(values) for name, values in request.params.items()
-                   if name in (keys.attack_info.name, defense_info.name)},
+        "params": {name: dict(values) for name, values in params.items() if values},
         "threat": [threat.norm, threat.eps, threat.targeted],
         "settings": asdict(settings),
     }
     stored = not force and all(store.find_run(key) is not None for key in run_keys)
-    label = f"{keys.attack_info.name} vs {defense_info.name} ({threat}, seed {settings.seed})"
+    attack = plugin_label(keys.attack_info.name, keys.attack.hyperparameters(), keys.attack_info.cls.parameter_defaults())
+    label = f"{attack} vs {defense_info.name} ({threat}, seed {settings.seed})"
     return Job(TRACK, "evaluate", run_keys[0], label, spec, tuple(needs), stored, run_keys, keys_final=known)
 
 

@@ -53,6 +53,14 @@ def _label(run: Any, role: str, name: str, params: dict[str, Any], defaults: Any
     return plugin_label(name, params, recorded if recorded is not None else defaults(role, name))
 
 
+def robustness_label(run: Run, role: str) -> str:
+    """The attack's or the defense's label of a robustness run: its name, with the hyperparameters
+    that differ from the defaults the run recorded."""
+    result = run.robustness
+    name, params = (result.attack, result.attack_params) if role == "attack" else (result.defense, result.defense_params)
+    return _label(run, role, name, params or {}, lambda kind, plugin: None)
+
+
 def _run_head(run: Run) -> dict[str, Any]:
     """The fields every flat record starts with: which run, on what data."""
     return {

@@ -66,11 +66,14 @@ def pairing_summary(outcomes: list[Any]) -> Table:
     for name in names:
         table.add_column(name, justify="left" if name in ("attack", "defense", "threat", "eval", "") else "right",
                          no_wrap=True)
+    from .results import robustness_label
+
     for outcome in outcomes:
         run, result = outcome.run, outcome.run.robustness
         size = result.mean_linf if result.norm == "linf" else result.mean_l2
         table.add_row(
-            str(run.id), cell(result.attack), cell(result.defense), *[str(run.seed)] * seeded,
+            str(run.id), cell(robustness_label(run, "attack")), cell(robustness_label(run, "defense")),
+            *[str(run.seed)] * seeded,
             cell(threat_label(result.norm, result.eps, result.targeted)),
             *[evaluation_label(result.evaluation)] * adaptive, pct(result.clean_accuracy),
             pct(result.robust_accuracy), pct(result.attack_success_rate),

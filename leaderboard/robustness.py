@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from arena.integrity import is_suspect
+from arena.presets import AUTOATTACK, Preset
 
 from .outcomes import SampleOutcomes, sample_outcomes
 from .seeds import defense_config, mean_std, one_model_per_seed
@@ -67,6 +68,13 @@ class DefenseEntry:
     #: The package and version that supplied the defense (``arena-bench`` for Arena's own).
     package: str = ""
     version: str = ""
+    #: The per-sample worst case over the runs of AutoAttack's standard version (``-a
+    #: autoattack``), where every one of its attacks was run: mean over the seeds that have all
+    #: four, their spread and count, and the points all four evaluated.
+    autoattack: float | None = None
+    autoattack_std: float | None = None
+    autoattack_seeds: int = 0
+    autoattack_n: int = 0
 
     @property
     def attacks_faced(self) -> int:
@@ -180,6 +188,13 @@ def _defense_entry(key: str, name: str, by_seed: Mapping[Any, list[int]], runs: 
         for i in rows:
             robust.setdefault(runs[i]["attack_label"], []).append(runs[i]["robust_accuracy"])
     by_attack = {label: mean_std(values) for label, values in robust.items()}
+    protocol, protocol_points = [], []
+    for rows in by_seed.values():
+        score, common = _preset_worst_case(AUTOATTACK, rows, runs, samples)
+        if score is not None:
+            protocol.append(score)
+            protocol_points.append(common)
+    autoattack, autoattack_std = mean_std(protocol)
     return DefenseEntry(
         rank=0,
         defense=name,
@@ -193,7 +208,24 @@ def _defense_entry(key: str, name: str, by_seed: Mapping[Any, list[int]], runs: 
         worst_case_std=worst_case_std,
         robust_by_attack_std={label: std for label, (_, std) in by_attack.items()},
         robust_by_attack_seeds={label: len(values) for label, values in robust.items()},
+        autoattack=autoattack,
+        autoattack_std=autoattack_std,
+        autoattack_seeds=len(protocol),
+        autoattack_n=min(protocol_points) if protocol_points else 0,
     )
+
+
+def _preset_worst_case(preset: Preset, rows: list[int], runs: list[Row],
+                       samples: SampleOutcomes) -> tuple[float | None, int]:
+    """The per-sample worst case over one run of each of the preset's attack configurations
+    among ``rows`` (the newest where several match), or ``(None, 0)`` unless all were run."""
+    chosen = []
+    for member in preset.members:
+        matching = [i for i in rows if member.matches(runs[i])]
+        if not matching:
+            return None, 0
+        chosen.append(max(matching, key=lambda i: runs[i]["run_id"]))
+    return samples.worst_case(chosen)
 
 
 def _defense_names(runs: list[Row]) -> dict[str, str]:

@@ -15,6 +15,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from arena.integrity import is_suspect
+from arena.presets import AUTOATTACK
 
 from .provenance import robustness_runs_views, with_package
 from .ratings import ArenaRatings, arena_ratings, blas_threads
@@ -69,6 +70,12 @@ def defense_view(board: RobustnessBoard) -> View:
         Column("defense", "defense"),
         Column("clean", "clean_accuracy", "percent", spread="clean_accuracy_std" if seeded else None),
         Column("worst case", "worst_case", "percent", heat=True, spread="worst_case_std" if seeded else None),
+    ]
+    protocol = any(entry.autoattack is not None for entry in board.defenses)
+    if protocol:
+        columns.append(Column(AUTOATTACK.title, "autoattack", "percent", heat=True,
+                              spread="autoattack_std" if seeded else None))
+    columns += [
         Column("points", "worst_case_n", "int"),
         Column("attacks", "attacks_faced", "int"),
     ]
@@ -86,12 +93,19 @@ def defense_view(board: RobustnessBoard) -> View:
             "seeds": entry.seeds,
             "clean_accuracy_std": entry.clean_accuracy_std,
             "worst_case_std": entry.worst_case_std,
+            "autoattack": entry.autoattack,
+            "autoattack_std": entry.autoattack_std,
+            "autoattack_n": entry.autoattack_n,
             "flags": entry.flags,
             "suspect": entry.suspect,
         }
         for entry in board.defenses
     ]
     notes = ["Worst case: a test point counts only if no attack fooled it (as AutoAttack reports)."]
+    if protocol:
+        notes.append(f"{AUTOATTACK.title}: the same per-sample worst case over the four runs of `-a autoattack` "
+                     "only (APGD-CE, APGD-T, FAB-T, Square with 5,000 queries), RobustBench's figure; the worst "
+                     "case adds every other attack run. Blank where not all four were run.")
     if seeded:
         notes.append("Several seeds: mean ± sample standard deviation over the seeds (each trained and attacked "
                      "anew); the worst case over the seeds evaluated with every attack.")

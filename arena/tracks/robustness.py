@@ -31,7 +31,8 @@ class RobustnessTrack(Track):
     def options(self) -> list[click.Option]:
         return [
             click.Option(["--attack", "-a", "attacks"], multiple=True, metavar="NAME", callback=names_option,
-                         help="Attack(s) to run; 'all' for every one."),
+                         help="Attack(s) to run; 'all' for every one; 'autoattack' for AutoAttack's standard version "
+                              "(APGD-CE, APGD-T, FAB-T, Square with 5,000 queries, its published settings)."),
             click.Option(["--defense", "-d", "defenses"], multiple=True, metavar="NAME", callback=names_option,
                          help="Defense(s) to attack; 'all' for every one."),
             click.Option(["--norm"], type=click.Choice(["linf", "l2"]), default=None,
@@ -68,7 +69,10 @@ class RobustnessTrack(Track):
         return bool(request.option("attacks")) != bool(request.option("defenses"))
 
     def plugins(self, request: Request) -> dict[str, list[str]]:
-        return {"attack": list(request.option("attacks", [])), "defense": list(request.option("defenses", []))}
+        from ..presets import expand
+
+        return {"attack": expand(list(request.option("attacks", []))),
+                "defense": list(request.option("defenses", []))}
 
     def check(self, request: Request) -> None:
         from ..errors import InvalidInputError

@@ -12,7 +12,7 @@ from torch import nn
 
 from .bounds import Bound, Choice, Range
 from .errors import InvalidInputError
-from .models import ARCHITECTURES, DEFAULT_ARCHITECTURE, build_classifier
+from .models import DEFAULT_ARCHITECTURE, ArchitectureChoice, build_classifier
 from .progress import Reporter, quiet
 
 if TYPE_CHECKING:
@@ -141,7 +141,7 @@ LR_SCHEDULES: dict[str, Callable[[float], float]] = {
 #: :meth:`BuildContext.fit`, for its ``bounds`` (one with an ``lr_schedule`` adds
 #: ``Choice(LR_SCHEDULES)``).
 TRAINING_BOUNDS: dict[str, Bound] = {
-    "architecture": Choice(ARCHITECTURES),
+    "architecture": ArchitectureChoice(),
     "epochs": Range(1),
     "lr": Range(0, low_inclusive=False),
     "batch_size": Range(1),

@@ -112,6 +112,12 @@ def _refused(arena, args, message):
         (["-p", "advtrain.alpha=0.3"], "-p advtrain.alpha: defense 'advtrain' is not part of this run"),
         (["-p", "digits.size=3"], "-p digits.size: 'digits' is a dataset"),
         (["-p", "fgms.steps=3"], "did you mean 'fgsm'?"),
+        (["-p", "standard.recipe=rice2020"], "defense 'standard': recipe='rice2020' is not one of arena, zagoruyko2016"),
+        (["-p", "standard.optimizer=sgd", "-p", "standard.momentum=0", "-p", "standard.nesterov=true"],
+         "defense 'standard': nesterov=true needs optimizer=sgd with momentum above 0 (got optimizer=sgd, momentum=0)"),
+        (["-p", "standard.augment=flip"], "defense 'standard': augment='flip' is not one of none, crop, crop-flip"),
+        (["-p", "standard.milestones=[0.75,0.5]"], "defense 'standard': milestones=[0.75, 0.5]: give increasing fractions"),
+        (["-p", "standard.amp=fp8"], "defense 'standard': amp='fp8' is not one of off, bf16, fp16"),
     ],
 )
 def test_a_bad_parameter_of_a_standard_run_is_refused_before_any_work(arena, no_work, params, message):
@@ -288,9 +294,13 @@ def test_a_subclass_inherits_the_bounds_of_its_own_hyperparameters():
 def test_plugins_lists_what_each_hyperparameter_accepts(arena):
     listed = {(p["kind"], p["name"]): p for p in arena.json("plugins", "--json")["plugins"]}
     assert listed[("defense", "standard")]["bounds"] == {
+        "recipe": "one of arena, zagoruyko2016",
         "architecture": "one of cnn, mlp, lenet, resnet, preact-resnet18, wrn-28-10, wrn-34-10 or wrn-DEPTH-WIDTH",
         "epochs": "a number in [1, inf)",
-        "lr": "a number in (0, inf)", "batch_size": "a number in [1, inf)"}
+        "lr": "a number in (0, inf)", "batch_size": "a number in [1, inf)",
+        "lr_schedule": "one of constant, cyclic, piecewise, cosine", "optimizer": "one of adam, sgd",
+        "momentum": "a number in [0, 1)", "weight_decay": "a number in [0, inf)", "milestones": "a number in (0, 1)",
+        "lr_decay": "a number in (0, 1]", "augment": "one of none, crop, crop-flip", "amp": "one of off, bf16, fp16"}
     assert listed[("attack", "fgsm")]["bounds"] == {}
 
 

@@ -48,7 +48,7 @@ def _rates(recipe: Recipe, n: int) -> list[float]:
         return model.w * 1.0
 
     fit_classifier(model, _tiny_splits(n), recipe, seed=0, loss=loss)
-    weights.append(float(model.w))
+    weights.append(float(model.w.detach()))
     return [before - after for before, after in zip(weights, weights[1:])]
 
 
@@ -93,11 +93,11 @@ def test_sgd_with_nesterov_momentum_and_weight_decay_is_the_hand_computed_update
         g = 1.0 + wd * w
         buffer = mu * buffer + g
         w -= lr * (g + mu * buffer)
-    assert float(model.w) == pytest.approx(w, abs=1e-12)
+    assert float(model.w.detach()) == pytest.approx(w, abs=1e-12)
     plain = Scalar(1.0)  # without Nesterov: w -= lr * b
     fit_classifier(plain, _tiny_splits(4), Recipe(epochs=2, lr=lr, batch_size=4, optimizer="sgd", momentum=mu),
                    seed=0, loss=lambda model, x, y: model.w * 1.0)
-    assert float(plain.w) == pytest.approx(1.0 - lr * 1.0 - lr * (mu * 1.0 + 1.0), abs=1e-12)
+    assert float(plain.w.detach()) == pytest.approx(1.0 - lr * 1.0 - lr * (mu * 1.0 + 1.0), abs=1e-12)
 
 
 def test_sgd_training_is_torch_sgd_on_the_same_batches():
@@ -262,3 +262,129 @@ def test_mixed_precision_on_cuda_autocasts_the_loss_and_records_it(amp, dtype):
     assert all(math.isfinite(record["loss"]) for record in history)
     assert all(p.dtype == torch.float32 for p in model.parameters())  # the weights stay float32
     assert not torch.equal(before["1.conv1.weight"], model.state_dict()["1.conv1.weight"])  # it trained
+
+
+# -- published recipes in the training defenses ------------------------------------------------
+
+RECIPES = {
+    ("standard", "zagoruyko2016"): dict(
+        architecture="wrn-28-10", epochs=200, lr=0.1, batch_size=128, optimizer="sgd", momentum=0.9, nesterov=True,
+        weight_decay=5e-4, lr_schedule="piecewise", milestones=[59 / 200, 119 / 200, 159 / 200], lr_decay=0.2,
+        amp="off"),
+    ("pgd-at", "rice2020"): dict(
+        architecture="preact-resnet18", epochs=200, lr=0.1, batch_size=128, optimizer="sgd", momentum=0.9,
+        nesterov=False, weight_decay=5e-4, lr_schedule="piecewise", milestones=[0.5, 0.75], lr_decay=0.1, steps=10,
+        step_size=None, eps=None, random_start=True, amp="off"),
+    ("trades", "zhang2019"): dict(
+        architecture="wrn-34-10", epochs=76, lr=0.1, batch_size=128, optimizer="sgd", momentum=0.9, nesterov=False,
+        weight_decay=2e-4, lr_schedule="piecewise", milestones=[74 / 76], lr_decay=0.1, beta=6.0, eps=0.031,
+        steps=10, step_size=0.007, amp="off"),
+    ("fast-at", "wong2020"): dict(
+        architecture="preact-resnet18", epochs=15, lr=0.2, batch_size=128, optimizer="sgd", momentum=0.9,
+        nesterov=False, weight_decay=5e-4, lr_schedule="cyclic", alpha=None, eps=None, amp="fp16"),
+}
+
+
+def _defense(name: str):
+    from arena.plugins import load_registry
+
+    return load_registry().get("defense", name)
+
+
+@pytest.mark.parametrize("name, recipe", list(RECIPES))
+def test_a_recipe_name_fills_the_hyperparameters_and_an_explicit_value_overrides_it(name, recipe):
+    info = _defense(name)
+    recorded = info.create({"recipe": recipe}).hyperparameters()
+    assert recorded["recipe"] == recipe and recorded["augment"] is None  # the dataset decides
+    assert {key: recorded[key] for key in RECIPES[name, recipe]} == RECIPES[name, recipe]
+    given = info.create({"recipe": recipe, "epochs": 1, "architecture": "wrn-10-1", "augment": "crop"})
+    assert (given.epochs, given.architecture, given.augment) == (1, "wrn-10-1", "crop")
+    assert given.lr == RECIPES[name, recipe]["lr"] and given.optimizer == "sgd"
+    # The default recipe is the signature's defaults; a recipe only names values, so it is not in the model key.
+    assert info.create().hyperparameters() == {k: list(v) if isinstance(v, tuple) else v
+                                               for k, v in info.cls.parameter_defaults().items()}
+    assert "recipe" not in given.identity() and given.identity()["epochs"] == 1
+
+
+def test_the_digit_recipes_stay_adam_without_augmentation():
+    from arena_plugins.datasets.digits import Digits
+
+    for name in ("standard", "pgd-at", "fast-at", "trades"):
+        plugin = _defense(name).create()
+        plugin.resolve(Digits())
+        assert (plugin.optimizer, plugin.augment, plugin.amp, plugin.weight_decay) == ("adam", "none", "off", 0.0)
+
+
+@pytest.mark.parametrize("name, recipe", list(RECIPES))
+def test_the_defense_hands_its_recipe_to_fit(name, recipe, monkeypatch):
+    """What ``ctx.fit`` gets from each recipe, down to the optimiser that steps."""
+    import arena.training
+    from arena.training import BuildContext
+    from arena_plugins.datasets.official import CIFAR10, SVHN
+
+    got = {}
+    monkeypatch.setattr(arena.training, "fit_classifier", lambda model, splits, recipe, **kwargs: got.update(
+        recipe=recipe, optimizer=recipe.make_optimizer([nn.Parameter(torch.zeros(1))])) or [])
+    for dataset, augment in ((CIFAR10(), "crop-flip"), (SVHN(), "crop")):
+        plugin = _defense(name).create({"recipe": recipe})
+        plugin.resolve(dataset)
+        splits = _tiny_splits(8, shape=(3, 32, 32))
+        plugin.train(None, BuildContext(dataset, splits, torch.device("cpu"), seed=0))
+        expected = RECIPES[name, recipe]
+        used = got["recipe"]
+        assert (used.epochs, used.lr, used.batch_size, used.weight_decay) == \
+            (expected["epochs"], expected["lr"], expected["batch_size"], expected["weight_decay"])
+        assert (used.lr_schedule, used.amp, used.augment) == (expected["lr_schedule"], expected["amp"], augment)
+        if used.lr_schedule == "piecewise":
+            assert list(used.milestones) == expected["milestones"] and used.lr_decay == expected["lr_decay"]
+        optimizer = got["optimizer"]
+        assert type(optimizer) is torch.optim.SGD
+        assert optimizer.defaults["momentum"] == 0.9 and optimizer.defaults["nesterov"] == expected["nesterov"]
+        assert optimizer.defaults["weight_decay"] == expected["weight_decay"]
+
+
+# -- end to end --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_cifar10(tmp_path, monkeypatch):
+    """CIFAR-10 in its official format, 200 training and 40 test images, made here."""
+    from arena import data
+    from arena.data import OfficialFile, md5sum
+
+    from . import official_files
+
+    folder = tmp_path / "data" / "cifar10"
+    official_files.cifar_archive(folder, per_batch=40)
+    monkeypatch.setenv("ARENA_DATA", str(tmp_path / "data"))
+    monkeypatch.delenv("ARENA_DATA_VERIFY", raising=False)
+    monkeypatch.setitem(data.FILES, "cifar10", tuple(
+        OfficialFile(f.name, md5sum(folder / f.name), f.urls) for f in data.FILES["cifar10"]))
+
+
+def test_a_wide_resnet_trains_with_sgd_and_a_recipe_through_arena_run(arena, tiny_cifar10, arena_home):
+    import json
+
+    small = ["-p", "standard.architecture=wrn-10-1", "-p", "standard.epochs=1", "-p", "standard.batch_size=50"]
+    sgd = arena("run", "-a", "fgsm", "-d", "standard", "--dataset", "cifar10", "--n", "8", *small,
+                "-p", "standard.optimizer=sgd", "-p", "standard.nesterov=true", "-p", "standard.lr=0.05",
+                "-p", "standard.lr_schedule=cosine", "-p", "standard.weight_decay=5e-4")
+    assert sgd.exit_code == 0, sgd.output + sgd.stderr
+    recipe = arena("run", "-a", "fgsm", "-d", "standard", "--dataset", "cifar10", "--n", "8", *small,
+                   "-p", "standard.recipe=zagoruyko2016", "-p", "standard.augment=crop")
+    assert recipe.exit_code == 0, recipe.output + recipe.stderr
+    rows = {row["defense_params"]["recipe"]: row for row in arena.json("results", "--json")}
+    assert set(rows) == {"arena", "zagoruyko2016"}
+    mine, theirs = rows["arena"]["defense_params"], rows["zagoruyko2016"]["defense_params"]
+    assert {k: mine[k] for k in ("architecture", "epochs", "optimizer", "nesterov", "lr", "lr_schedule", "augment",
+                                 "amp")} == dict(architecture="wrn-10-1", epochs=1, optimizer="sgd", nesterov=True,
+                                                 lr=0.05, lr_schedule="cosine", augment="crop-flip", amp="off")
+    assert {k: theirs[k] for k in ("architecture", "epochs", "batch_size", "optimizer", "nesterov", "lr",
+                                   "weight_decay", "lr_schedule", "lr_decay", "augment")} == dict(
+        architecture="wrn-10-1", epochs=1, batch_size=50, optimizer="sgd", nesterov=True, lr=0.1, weight_decay=5e-4,
+        lr_schedule="piecewise", lr_decay=0.2, augment="crop")
+    assert "recipe=zagoruyko2016" in rows["zagoruyko2016"]["defense_label"]
+    for row in rows.values():
+        record = json.loads((arena_home / "models" / f"{row['defense_key']}.json").read_text())
+        (epoch,) = record["history"]
+        assert epoch["amp"] == "off" and math.isfinite(epoch["loss"]) and epoch["forward_passes"] >= 200

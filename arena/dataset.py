@@ -37,6 +37,9 @@ class Dataset(Plugin):
     Subclasses set ``name``, ``shape`` (C, H, W), ``classes``, ``levels`` (the number of distinct
     pixel values, for discrete likelihoods) and ``default_threat``, and implement :meth:`load`.
     Nothing may be downloaded: read files shipped with a package or from a local folder.
+    ``augmentation`` is how the training defenses augment its images unless told otherwise (one
+    of :data:`arena.training.AUGMENTATIONS`): ``none`` (the default), ``crop`` or ``crop-flip``;
+    mirror images must still belong to their class for ``crop-flip``.
     """
 
     kind: ClassVar[str] = "dataset"
@@ -44,6 +47,7 @@ class Dataset(Plugin):
     classes: ClassVar[int]
     levels: ClassVar[int] = 256
     default_threat: ClassVar[ThreatModel]
+    augmentation: ClassVar[str] = "none"
 
     def load(self) -> Splits:
         """Return the train and test splits; the same tensors every time."""
@@ -61,6 +65,11 @@ class Dataset(Plugin):
             raise PluginError(f"dataset {cls.name!r} needs `levels`, an int >= 2")
         if not isinstance(getattr(cls, "default_threat", None), ThreatModel):
             raise PluginError(f"dataset {cls.name!r} needs `default_threat`, a ThreatModel")
+        from .training import AUGMENTATIONS
+
+        if cls.augmentation not in AUGMENTATIONS:
+            raise PluginError(f"dataset {cls.name!r} has augmentation {cls.augmentation!r}: use one of "
+                              f"{', '.join(AUGMENTATIONS)}")
         if cls.load is Dataset.load:
             raise PluginError(f"dataset {cls.name!r} does not implement load()")
 
@@ -87,4 +96,5 @@ class Dataset(Plugin):
             "classes": cls.classes,
             "levels": cls.levels,
             "default_threat": {"norm": cls.default_threat.norm, "eps": cls.default_threat.eps},
+            "augmentation": cls.augmentation,
         }

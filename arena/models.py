@@ -15,6 +15,7 @@ from typing import Callable
 
 from torch import nn
 
+from .bounds import Choice
 from .errors import InvalidInputError
 
 Shape = tuple[int, int, int]
@@ -168,9 +169,9 @@ def wide_resnet(shape: Shape, classes: int, depth: int = 28, width: int = 10) ->
     of (depth - 4) / 6 pre-activation blocks of 16·width, 32·width and 64·width channels
     (strides 1, 2, 2), BN-ReLU, global average pooling, a linear layer; WRN-28-10, the model of
     most RobustBench CIFAR-10 entries, has 36.5M weights."""
-    if (depth - 4) % 6 or depth < 10 or width < 1:
-        raise InvalidInputError(f"WideResNet depth {depth} and width {width}: the depth must be 6n + 4 (10, 16, 22, "
-                                "28, 34, ...) and the width at least 1")
+    problem = _wide_resnet_problem(depth, width)
+    if problem is not None:
+        raise InvalidInputError(problem)
     return _preact_net(shape[0], [16 * width, 32 * width, 64 * width], (depth - 4) // 6, [1, 2, 2], classes, stem=16)
 
 
@@ -186,6 +187,31 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
 _WRN = re.compile(r"wrn-(\d+)-(\d+)")
 
 DEFAULT_ARCHITECTURE = "cnn"
+
+
+def _wide_resnet_problem(depth: int, width: int) -> str | None:
+    if (depth - 4) % 6 or depth < 10 or width < 1:
+        return (f"WideResNet depth {depth} and width {width}: the depth must be 6n + 4 (10, 16, 22, 28, 34, ...) and "
+                "the width at least 1")
+    return None
+
+
+class ArchitectureChoice(Choice):
+    """What an ``architecture`` hyperparameter accepts: a name of :data:`ARCHITECTURES`, or any
+    ``wrn-DEPTH-WIDTH`` the host builds (``wrn-10-1``, a WideResNet small enough for a CPU)."""
+
+    def __init__(self) -> None:
+        super().__init__(ARCHITECTURES)
+
+    def problem(self, value):
+        wide = _WRN.fullmatch(value) if isinstance(value, str) else None
+        if wide is not None:
+            problem = _wide_resnet_problem(int(wide.group(1)), int(wide.group(2)))
+            return None if problem is None else f"is not a WideResNet the host builds ({problem})"
+        return super().problem(value)
+
+    def describe(self, name: str) -> str:
+        return super().describe(name) + " or wrn-DEPTH-WIDTH"
 
 #: The architectures that take a ``dropout`` rate.
 DROPOUT_ARCHITECTURES: tuple[str, ...] = tuple(

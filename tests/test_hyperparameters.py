@@ -12,6 +12,7 @@ import pytest
 import arena
 from arena.errors import InvalidInputError, PluginError
 from arena.models import ARCHITECTURES
+from arena.training import TRAINING_BOUNDS
 from arena.plugins import Source, load_registry, set_registry
 from arena.host import Host
 
@@ -111,6 +112,12 @@ def _refused(arena, args, message):
         (["-p", "advtrain.alpha=0.3"], "-p advtrain.alpha: defense 'advtrain' is not part of this run"),
         (["-p", "digits.size=3"], "-p digits.size: 'digits' is a dataset"),
         (["-p", "fgms.steps=3"], "did you mean 'fgsm'?"),
+        (["-p", "standard.recipe=rice2020"], "defense 'standard': recipe='rice2020' is not one of arena, zagoruyko2016"),
+        (["-p", "standard.optimizer=sgd", "-p", "standard.momentum=0", "-p", "standard.nesterov=true"],
+         "defense 'standard': nesterov=true needs optimizer=sgd with momentum above 0 (got optimizer=sgd, momentum=0)"),
+        (["-p", "standard.augment=flip"], "defense 'standard': augment='flip' is not one of none, crop, crop-flip"),
+        (["-p", "standard.milestones=[0.75,0.5]"], "defense 'standard': milestones=[0.75, 0.5]: give increasing fractions"),
+        (["-p", "standard.amp=fp8"], "defense 'standard': amp='fp8' is not one of off, bf16, fp16"),
     ],
 )
 def test_a_bad_parameter_of_a_standard_run_is_refused_before_any_work(arena, no_work, params, message):
@@ -127,8 +134,10 @@ def test_a_bad_parameter_of_a_standard_run_is_refused_before_any_work(arena, no_
         ("eps=1.5", "defense 'advtrain': eps=1.5 is above the maximum 1 (accepted: (0, 1])"),
         ("lr=-1", "defense 'advtrain': lr=-1 is not above 0"),
         ("alpha=2", "defense 'advtrain': alpha=2 is above the maximum 1 (accepted: [0, 1])"),
-        ("architecture=mpl", "architecture='mpl' is not one of cnn, mlp, lenet, resnet, preact-resnet18, wrn-28-10, wrn-34-10; did you mean "
-         "'mlp'?"),
+        ("architecture=mpl", "architecture='mpl' is not one of cnn, mlp, lenet, resnet, preact-resnet18, wrn-28-10, wrn-34-10 or "
+         "wrn-DEPTH-WIDTH; did you mean 'mlp'?"),
+        ("architecture=wrn-27-10", "architecture='wrn-27-10' is not a WideResNet the host builds (WideResNet depth 27 and "
+         "width 10: the depth must be 6n + 4"),
     ],
 )
 def test_advtrain_values_are_refused_before_any_work(arena, no_work, value, message):
@@ -218,6 +227,16 @@ def test_choice_accepts_its_values_only():
         arena.Choice(())
 
 
+def test_an_architecture_is_a_named_one_or_any_wide_resnet_the_host_builds():
+    bound = TRAINING_BOUNDS["architecture"]
+    assert bound.check("architecture", "wrn-10-1") is None and bound.check("architecture", "wrn-16-4") is None
+    assert bound.check("architecture", "preact-resnet18") is None
+    assert bound.check("architecture", "wrn-12-1").startswith("architecture='wrn-12-1' is not a WideResNet the host builds")
+    assert bound.check("architecture", "wrn-10-0") is not None
+    assert bound.check("architecture", "resnt").endswith("or wrn-DEPTH-WIDTH; did you mean 'resnet'?")
+    assert load_registry().get("defense", "standard").create({"architecture": "wrn-10-1"}).architecture == "wrn-10-1"
+
+
 def test_a_tuple_is_checked_element_by_element():
     bound = arena.Choice(("cnn", "mlp"))
     assert bound.check("surrogates", ("cnn", "mlp", "cnn")) is None
@@ -275,8 +294,13 @@ def test_a_subclass_inherits_the_bounds_of_its_own_hyperparameters():
 def test_plugins_lists_what_each_hyperparameter_accepts(arena):
     listed = {(p["kind"], p["name"]): p for p in arena.json("plugins", "--json")["plugins"]}
     assert listed[("defense", "standard")]["bounds"] == {
-        "architecture": "one of cnn, mlp, lenet, resnet, preact-resnet18, wrn-28-10, wrn-34-10", "epochs": "a number in [1, inf)",
-        "lr": "a number in (0, inf)", "batch_size": "a number in [1, inf)"}
+        "recipe": "one of arena, zagoruyko2016",
+        "architecture": "one of cnn, mlp, lenet, resnet, preact-resnet18, wrn-28-10, wrn-34-10 or wrn-DEPTH-WIDTH",
+        "epochs": "a number in [1, inf)",
+        "lr": "a number in (0, inf)", "batch_size": "a number in [1, inf)",
+        "lr_schedule": "one of constant, cyclic, piecewise, cosine", "optimizer": "one of adam, sgd",
+        "momentum": "a number in [0, 1)", "weight_decay": "a number in [0, inf)", "milestones": "a number in (0, 1)",
+        "lr_decay": "a number in (0, 1]", "augment": "one of none, crop, crop-flip", "amp": "one of off, bf16, fp16"}
     assert listed[("attack", "fgsm")]["bounds"] == {}
 
 

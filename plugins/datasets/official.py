@@ -78,9 +78,14 @@ class _Colour32(_Official):
 
 
 class CIFAR10(_Colour32):
-    """CIFAR-10 (Krizhevsky 2009) from its binary version: 50,000 train / 10,000 test 32x32 colour; linf eps 8/255."""
+    """CIFAR-10 (Krizhevsky 2009) from its binary version: 50,000 train / 10,000 test 32x32 colour; linf eps 8/255.
+
+    Trained with random crops (4 pixels of padding) and horizontal flips, as every published
+    recipe for it does (Zagoruyko & Komodakis 2016, Zhang et al. 2019, Rice et al. 2020, Wong et
+    al. 2020)."""
 
     name = "cifar10"
+    augmentation = "crop-flip"
 
     def read(self, paths: dict) -> Splits:
         from arena.data import read_cifar_binary
@@ -89,9 +94,14 @@ class CIFAR10(_Colour32):
 
 
 class SVHN(_Colour32):
-    """SVHN cropped digits (Netzer et al. 2011): 73,257 train / 26,032 test 32x32 colour; linf eps 8/255."""
+    """SVHN cropped digits (Netzer et al. 2011): 73,257 train / 26,032 test 32x32 colour; linf eps 8/255.
+
+    Trained with random crops (4 pixels of padding) and never flipped: a mirrored digit is not
+    the same digit (a mirrored 2 looks like a 5). Zagoruyko & Komodakis (2016) train their SVHN
+    WideResNets without crops either; ``-p NAME.augment=none`` does that."""
 
     name = "svhn"
+    augmentation = "crop"
 
     def read(self, paths: dict) -> Splits:
         from arena.data import read_svhn

@@ -15,7 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import arena
-from arena.training import LR_SCHEDULES, TRAINING_BOUNDS, accuracy
+from arena.training import TRAINING_BOUNDS, accuracy
+
+from .recipes import RecipeTraining
 
 #: ``loss(model, x_adv) -> scalar`` that the inner maximisation increases.
 InnerLoss = Callable[[nn.Module, torch.Tensor], torch.Tensor]
@@ -98,19 +100,21 @@ def robust_accuracy_monitor(ctx: arena.BuildContext, eps: float, batch_size: int
     return metric
 
 
-class AdversarialTraining(arena.Defense):
+class AdversarialTraining(RecipeTraining, arena.Defense):
     """What the adversarial-training defenses share: the default classifier (or another
-    ``architecture``) trained with Adam on a learning-rate schedule, on the loss a subclass
-    defines in :meth:`training_loss`, with the robust accuracy monitored after each epoch at
-    ``eps`` (None: the dataset's default eps). ``pgd-at``, ``fast-at`` and ``trades`` share Wong
-    et al.'s cyclic schedule so that they compare; ``advtrain`` and ``ensemble`` train at a
-    constant rate, which is then not a hyperparameter of theirs.
+    ``architecture``) trained on the loss a subclass defines in :meth:`training_loss`, with the
+    robust accuracy monitored after each epoch at ``eps`` (None: the dataset's default eps).
+    ``pgd-at``, ``fast-at`` and ``trades`` share Wong et al.'s cyclic schedule with Adam by
+    default, so that they compare, and take a published recipe by name (see
+    :mod:`.recipes`); ``advtrain`` and ``ensemble`` train with Adam at a constant rate, which
+    is then not a hyperparameter of theirs.
 
     A subclass still declares every hyperparameter in its own ``__init__`` (the host records
-    them from its signature) and hands the shared ones to :meth:`_recipe`.
+    them from its signature) and hands the shared ones to :meth:`_recipe` (and, with a recipe,
+    to :meth:`_training`).
     """
 
-    bounds = {**TRAINING_BOUNDS, "lr_schedule": arena.Choice(LR_SCHEDULES), "eps": arena.Range(0, 1, low_inclusive=False)}
+    bounds = {**TRAINING_BOUNDS, "eps": arena.Range(0, 1, low_inclusive=False)}
 
     def _recipe(self, eps: float | None, architecture: str, epochs: int, lr: float, lr_schedule: str,
                 batch_size: int) -> None:
@@ -122,6 +126,7 @@ class AdversarialTraining(arena.Defense):
         self.batch_size = batch_size
 
     def resolve(self, dataset):
+        super().resolve(dataset)
         if self.eps is None:
             self.eps = dataset.default_threat.eps
 
@@ -132,6 +137,6 @@ class AdversarialTraining(arena.Defense):
         raise NotImplementedError
 
     def train(self, model, ctx):
-        return ctx.fit(model, epochs=self.epochs, lr=self.lr, lr_schedule=self.lr_schedule,
-                       batch_size=self.batch_size, loss=self.training_loss,
-                       epoch_metrics=robust_accuracy_monitor(ctx, self.eps))
+        return ctx.fit(model, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, loss=self.training_loss,
+                       epoch_metrics=robust_accuracy_monitor(ctx, self.eps),
+                       **{"lr_schedule": self.lr_schedule, **self.fit_options()})  # advtrain: its constant rate

@@ -258,6 +258,11 @@ class Registry:
                     f"{kind} {cls.name!r}: the {what} {value!r} holds control characters; the host records "
                     "only printable names and versions"
                 )
+        from .presets import PRESETS
+
+        if kind == "attack" and cls.name in PRESETS:
+            raise PluginError(f"attack {cls.name!r} from {source} has the name of Arena's attack preset "
+                              f"({PRESETS[cls.name].title}), which `-a {cls.name}` runs: rename the attack")
         existing = self.plugins[kind].get(cls.name)
         if existing is not None and existing.cls is not cls:
             self.duplicates.setdefault((kind, cls.name), [existing.source]).append(source)

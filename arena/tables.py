@@ -309,6 +309,11 @@ def executors_table(executors: list[dict[str, Any]]) -> Table:
                      for e in executors))
 
 
+def presets_table(presets: list[dict[str, Any]]) -> Table:
+    return _listing("Attack presets (arena run -a NAME)", ["preset", "attacks", "summary"],
+                    ([p["name"], ", ".join(m["attack"] for m in p["attacks"]), p["summary"]] for p in presets))
+
+
 def _listing(title: str, names: list[str], rows: Any) -> Table:
     table = _table(title)
     for name in names:

@@ -210,8 +210,12 @@ def test_plugins_lists_builtins_with_capabilities(arena):
     assert by_name[("dataset", "digits")]["capabilities"]["levels"] == 17
     assert by_name[("dataset", "mnist5k")]["capabilities"]["default_threat"] == {"norm": "linf", "eps": 0.3}
     assert payload["problems"] == []
+    (preset,) = payload["presets"]
+    assert preset["name"] == "autoattack" and [a["attack"] for a in preset["attacks"]] == ["apgd", "apgd-t", "fab", "square"]
+    assert preset["attacks"][3]["query_budget"] == 5000
     table = arena("plugins").stdout
     assert "fgsm" in table and "white-box, linf" in table
+    assert "Attack presets" in table and "apgd, apgd-t, fab, square" in table
 
 
 def test_param_override_is_recorded(arena):

@@ -145,12 +145,13 @@ def test_misspelt_hook_is_reported_not_silently_ignored():
         ({"norms": ("l1",)}, "declares norms"),
         ({"__init__": lambda self, steps: None}, "has no default"),
         ({"__init__": lambda self, **kw: None}, "list each hyperparameter"),
+        ({"name": "autoattack"}, "has the name of Arena's attack preset"),  # -a autoattack runs the preset
     ],
 )
 def test_contract_violations_are_refused_with_reasons(attrs, message):
     broken = type("Broken", (_Good,), {"name": "broken", **attrs})
     registry = load_registry(extra=[(_plugin(register_attacks=lambda register: register(broken)), Source("arena-x", "1"))])
-    assert "broken" not in registry.names("attack")
+    assert broken.name not in registry.names("attack")
     assert any(message in p.error for p in registry.problems), registry.problems
 
 

@@ -162,13 +162,19 @@ def plugins(ctx, as_json, verbose) -> None:
               for track in registry.ordered_tracks()]
     executors = [{"name": name, "summary": cls.summary, "extra": cls.extra}
                  for name, cls in sorted(registry.executors.items())]
+    from ..presets import PRESETS
+
+    presets = [{"name": p.name, "summary": p.summary,
+                "attacks": [{"attack": m.attack, "params": dict(m.params), "query_budget": m.query_budget}
+                            for m in p.members]} for p in PRESETS.values()]
     if as_json:
-        click.echo(json.dumps({"plugins": entries, "problems": problems, "tracks": tracks, "executors": executors},
-                              indent=2))
+        click.echo(json.dumps({"plugins": entries, "problems": problems, "tracks": tracks, "executors": executors,
+                               "presets": presets}, indent=2))
         return
-    from ..tables import executors_table, plugins_table, problems_table, tracks_table
+    from ..tables import executors_table, plugins_table, presets_table, problems_table, tracks_table
 
     stdout.print(plugins_table(entries, verbose))
+    stdout.print(presets_table(presets))
     stdout.print(tracks_table(tracks))
     stdout.print(executors_table(executors))
     if problems:

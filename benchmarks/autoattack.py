@@ -11,7 +11,8 @@ and the runs of APGD-DLR, APGD-T and FAB-T alone. On the same cached weights and
 - torchattacks' four attacks at AutoAttack's published settings (100 iterations, Square with 5,000
   queries and the unrescaled schedule of p), chained as AutoAttack chains them;
 - with ``--reference PATH`` (a checkout of fra31/auto-attack; nothing is downloaded, nothing of it
-  is part of Arena), the authors' ``AutoAttack(version='standard')``;
+  is part of Arena), the authors' ``AutoAttack(version='standard')`` on the defenses in
+  ``--per-attack``;
 
 and, for the defenses in ``--per-attack``, APGD-DLR, APGD-T and FAB-T alone in torchattacks (100
 iterations) and, with ``--reference``, in the authors' code. Robust accuracies are printed as
@@ -145,15 +146,16 @@ def main() -> None:
                                 resc_schedule=False, seed=0),
         ], model, x, y, norm, eps)
         peers = [shipped, published]
-        if args.reference is not None:
+        if args.reference is not None and defense in args.per_attack.split(","):
             from autoattack import AutoAttack
 
             reference = AutoAttack(model, norm=peer_norm, eps=eps, version="standard", seed=0, verbose=False,
                                    device="cpu")
             peers.append(robust(model, x, reference.run_standard_evaluation(x, y, bs=len(x)), y, norm, eps))
         arena_only = int((ours & ~np.logical_and.reduce(peers)).sum())
+        figures = [f"{100 * p.mean():.1f}%" for p in peers] + ["—"] * (len(header) - 6 - len(peers))
         cells = [defense, f"{100 * entry['clean_accuracy']:.1f}%", f"{100 * ours.mean():.1f}%",
-                 f"{100 * entry['worst_case']:.1f}%", *[f"{100 * p.mean():.1f}%" for p in peers], str(arena_only)]
+                 f"{100 * entry['worst_case']:.1f}%", *figures, str(arena_only)]
         print("| " + " | ".join(cells) + " |", flush=True)
         if entry["autoattack"] is None or abs(entry["autoattack"] - ours.mean()) > 1e-9:
             print(f"  (the board's AutoAttack figure for {defense} is {entry['autoattack']}: not the runs' worst case)")

@@ -38,6 +38,10 @@ if TYPE_CHECKING:  # torch is imported where models are judged: stored evaluatio
 #: What ``--evaluation`` accepts: which of a pairing's evaluations to run.
 CHOICES = ("both", "adaptive", "plain")
 #: Gradients averaged per EOT step, by default (AutoAttack's ``eot_iter`` for randomized defenses).
+#: Queries per sample of a score- or label-query attack unless ``--queries`` says otherwise;
+#: a result at another budget is labelled with it (``square [1,000 queries]``).
+DEFAULT_QUERY_BUDGET = 5000
+
 DEFAULT_EOT_SAMPLES = 20
 #: Draws per judged prediction of a randomized model, by default.
 DEFAULT_DECISION_DRAWS = 10

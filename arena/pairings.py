@@ -20,14 +20,14 @@ from .access import Access
 from .attack import Attack
 from .artifact_store import keep_file
 from .errors import InvalidInputError, LateRandomness
-from .evaluation import PLAIN, Evaluation, adaptive_evaluation, check_settings, evaluation_flags, plan as evaluations
+from .evaluation import DEFAULT_QUERY_BUDGET, PLAIN, Evaluation, adaptive_evaluation, check_settings, evaluation_flags, plan as evaluations
 from .host import Host, LoadedDataset, arena_version, recorded_probe
 from .integrity import CROSS_RUN_CODES, ModelProbe, cross_run_flags, data_flags, run_flags
 from .judging import Pairing, Settings, evaluate
 from .plugins import PluginInfo
 from .progress import Reporter
 from .provenance import stable_hash
-from .results import plugin_label
+from .results import plugin_label, with_budget
 from .store import RobustnessResult, Run
 from .threat import ThreatModel
 from .track import Job, Outcome, Request
@@ -40,7 +40,7 @@ TRACK = "robustness"
 
 def settings_of(request: Request, seed: int) -> Settings:
     option = request.option
-    return Settings(seed=seed, n=option("n"), batch_size=request.batch_size, query_budget=option("query_budget", 5000),
+    return Settings(seed=seed, n=option("n"), batch_size=request.batch_size, query_budget=option("query_budget", DEFAULT_QUERY_BUDGET),
                     timeout=option("timeout"), fast=bool(option("fast", False)),
                     evaluation=option("evaluation", "both"), eot_samples=option("eot_samples", Settings.eot_samples),
                     decision_draws=option("decision_draws", Settings.decision_draws),
@@ -134,6 +134,12 @@ def attack_configs(request: Request, host: Host, params: dict[str, dict[str, Any
     direct = {info.name for info in host.registry.resolve("attack", [n for n in names if n not in PRESETS])}
     for name in names:
         preset = PRESETS.get(name)
+        if preset is not None and request.option("targeted", False):
+            raise InvalidInputError(f"-a {name} is {preset.title}, an untargeted evaluation: drop --targeted, or "
+                                    "name the attacks to run targeted")
+        if preset is not None and request.option("fast", False):
+            host.reporter.log(f"note: -a {name} with --fast: its runs are fast-path results (labelled [fast]), not "
+                              f"{preset.title}'s float32 evaluation, and fill no {preset.title} column")
         for member in preset.members if preset else ():
             if member.attack in params and member.attack not in direct:
                 key = next(iter(params[member.attack]))
@@ -153,7 +159,7 @@ def attack_configs(request: Request, host: Host, params: dict[str, dict[str, Any
         for config in found:
             attack = config.info.create(config.params)  # bad hyperparameters fail before any work
             query = attack.access in (Access.SCORE_QUERY, Access.LABEL_QUERY)
-            budget = (config.query_budget or request.option("query_budget", 5000)) if query else None
+            budget = (config.query_budget or request.option("query_budget", DEFAULT_QUERY_BUDGET)) if query else None
             identity = stable_hash([config.info.name, attack.hyperparameters(), budget])
             if identity not in seen:
                 seen.add(identity)
@@ -289,7 +295,8 @@ def _pairing_job(host: Host, store: Store, keys: PairingKeys, pairing: tuple[Plu
         "settings": asdict(settings),
     }
     stored = not force and all(store.find_run(key) is not None for key in run_keys)
-    attack = plugin_label(keys.attack_info.name, keys.attack.hyperparameters(), keys.attack_info.cls.parameter_defaults())
+    attack = with_budget(plugin_label(keys.attack_info.name, keys.attack.hyperparameters(),
+                                      keys.attack_info.cls.parameter_defaults()), keys.identity["query_budget"])
     label = f"{attack} vs {defense_info.name} ({threat}, seed {settings.seed})"
     return Job(TRACK, "evaluate", run_keys[0], label, spec, tuple(needs), stored, run_keys, keys_final=known)
 

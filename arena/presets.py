@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from .evaluation import DEFAULT_QUERY_BUDGET
+
 #: The package whose attacks the presets name (a third-party attack of the same name is not one).
 BUILT_IN = "arena-bench"
 
@@ -68,7 +70,7 @@ AUTOATTACK = Preset(
         Member("apgd-t", {"iterations": 100, "restarts": 1, "target_classes": 9, "rho": 0.75, "momentum": 0.75}),
         Member("fab", {"iterations": 100, "restarts": 1, "target_classes": 9, "alpha_max": 0.1, "eta": 1.05,
                        "beta": 0.9}),
-        Member("square", {"p_init": 0.8, "rescale_schedule": False}, query_budget=5000),
+        Member("square", {"p_init": 0.8, "rescale_schedule": False}, query_budget=DEFAULT_QUERY_BUDGET),
     ),
 )
 

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import or_, select
 
 from .errors import ArenaError
-from .evaluation import Evaluation
+from .evaluation import DEFAULT_QUERY_BUDGET, Evaluation
 from .plugins import Registry
 from .store import RobustnessResult, Run, Store
 
@@ -53,12 +53,23 @@ def _label(run: Any, role: str, name: str, params: dict[str, Any], defaults: Any
     return plugin_label(name, params, recorded if recorded is not None else defaults(role, name))
 
 
+def with_budget(label: str, query_budget: int | None) -> str:
+    """A query attack's label with its query budget where that is not the default: results at two
+    budgets are two attack configurations, never one replacing the other on a board."""
+    if query_budget is None or query_budget == DEFAULT_QUERY_BUDGET:
+        return label
+    return f"{label} [{query_budget:,} queries]"
+
+
 def robustness_label(run: Run, role: str) -> str:
     """The attack's or the defense's label of a robustness run: its name, with the hyperparameters
-    that differ from the defaults the run recorded."""
+    that differ from the defaults the run recorded (and an attack's query budget, see
+    :func:`with_budget`)."""
     result = run.robustness
-    name, params = (result.attack, result.attack_params) if role == "attack" else (result.defense, result.defense_params)
-    return _label(run, role, name, params or {}, lambda kind, plugin: None)
+    if role == "attack":
+        return with_budget(_label(run, role, result.attack, result.attack_params or {}, lambda kind, plugin: None),
+                           result.query_budget)
+    return _label(run, role, result.defense, result.defense_params or {}, lambda kind, plugin: None)
 
 
 def _run_head(run: Run) -> dict[str, Any]:
@@ -106,7 +117,7 @@ def robustness_row(run: Run, registry: Registry | None = None, defaults: Any = N
     # keeps a label of its own, so it is compared with fast-path results only and never
     # replaces a float32 one on the leaderboard.
     fast = bool((run.provenance or {}).get("fast")) if isinstance(run.provenance, dict) else False
-    attack_label = _label(run, "attack", result.attack, result.attack_params, defaults)
+    attack_label = with_budget(_label(run, "attack", result.attack, result.attack_params, defaults), result.query_budget)
     return {
         **_run_head(run),
         "attack": result.attack,

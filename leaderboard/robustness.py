@@ -218,13 +218,14 @@ def _defense_entry(key: str, name: str, by_seed: Mapping[Any, list[int]], runs: 
 def _preset_worst_case(preset: Preset, rows: list[int], runs: list[Row],
                        samples: SampleOutcomes) -> tuple[float | None, int]:
     """The per-sample worst case over one run of each of the preset's attack configurations
-    among ``rows`` (the newest where several match), or ``(None, 0)`` unless all were run."""
+    among ``rows`` (the adaptive evaluation, then the newest, where several match), or
+    ``(None, 0)`` unless all were run."""
     chosen = []
     for member in preset.members:
         matching = [i for i in rows if member.matches(runs[i])]
         if not matching:
             return None, 0
-        chosen.append(max(matching, key=lambda i: runs[i]["run_id"]))
+        chosen.append(max(matching, key=lambda i: (_is_adaptive(runs[i]), runs[i]["run_id"])))
     return samples.worst_case(chosen)
 
 

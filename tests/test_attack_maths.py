@@ -197,13 +197,16 @@ def test_fab_hyperplane_step_is_the_least_step_in_the_box(norm):
     p = torch.rand(256, 20, dtype=torch.float64, generator=generator)
     w = torch.randn(256, 20, dtype=torch.float64, generator=generator)
     w[:, :2] = 0  # coordinates the hyperplane ignores never move
+    w[::3, 2] = 1e-9  # nor, for l2, one whose weight is below 1e-8 (as the authors' projection)
     b = (w * p).sum(1) + torch.randn(256, dtype=torch.float64, generator=generator) * torch.linspace(0.01, 8, 256)
     d = hyperplane_step(p, w, b, norm)
     assert (p + d).min() >= -1e-12 and (p + d).max() <= 1 + 1e-12 and (d[:, :2] == 0).all()
+    if norm == "l2":
+        assert (d[::3, 2] == 0).all()
     on_plane = ((w * (p + d)).sum(1) - b).abs() < 1e-9
     assert 30 < int(on_plane.sum()) < 256  # both cases occur: the box reaches the hyperplane, or not
     # Where it does not, the step is the box's corner towards the hyperplane.
-    towards = torch.sign(w * (b - (w * p).sum(1))[:, None])
+    towards = torch.sign(w * (b - (w * p).sum(1))[:, None]) * (w.abs() > (1e-8 if norm == "l2" else 0))
     corner = torch.where(towards > 0, 1 - p, -p) * (towards != 0)
     torch.testing.assert_close(d[~on_plane], corner[~on_plane])
     # The peer's projections (torchattacks' port of the authors' FAB), row for row.
@@ -244,4 +247,4 @@ def test_fab_t_agrees_with_torchattacks_point_for_point(digits, norm, eps):
     assert int((ours_robust != theirs_robust).sum()) <= 1  # measured: 0 of 120 at both budgets
     # Early stopping only ends the search for smaller perturbations: the same verdicts.
     full = FAB(early_stop=False).perturb(WhiteBox(model), x[:40], y[:40], ThreatModel(norm, eps))
-    assert torch.equal(predict(model, full, 512) == y[:40], ours_robust[:40])
+    assert int(((predict(model, full, 512) == y[:40]) != ours_robust[:40]).sum()) <= 1  # measured: 0

@@ -12,6 +12,9 @@ from arena.plugins import get_registry
 from arena.host import Host
 from arena.presets import AUTOATTACK
 from arena.store import open_store
+from arena_leaderboard.robustness import robustness_boards
+
+from .synthetic_results import result_row
 
 EPS, N = 0.1, 40
 
@@ -27,12 +30,13 @@ def test_autoattack_runs_the_standard_version_and_the_board_reports_it(arena, db
     assert result.exit_code == 0, result.output + result.stderr
     rows = {row["attack_label"]: row for row in arena.json("results", "--json")}
     # The preset's four configurations, whatever --queries says; the plain square keeps --queries.
-    assert set(rows) == {"apgd", "apgd-t", "fab", "square(rescale_schedule=False)", "square", "fgsm"}
+    assert set(rows) == {"apgd", "apgd-t", "fab", "square(rescale_schedule=False)", "square [200 queries]", "fgsm"}
     assert rows["apgd"]["attack_params"]["loss"] == "ce" and rows["apgd"]["attack_params"]["restarts"] == 1
     assert rows["apgd-t"]["attack_params"]["target_classes"] == 9
     fab = rows["fab"]["attack_params"]
     assert (fab["iterations"], fab["target_classes"], fab["alpha_max"], fab["eta"], fab["beta"]) == (100, 9, 0.1, 1.05, 0.9)
-    assert rows["square(rescale_schedule=False)"]["query_budget"] == 5000 and rows["square"]["query_budget"] == 200
+    assert rows["square(rescale_schedule=False)"]["query_budget"] == 5000
+    assert rows["square [200 queries]"]["query_budget"] == 200
     assert "square(rescale_schedule=False)" in result.stdout  # the run's own table tells the two apart
 
     view = _defense_view(arena)
@@ -97,3 +101,36 @@ def test_preset_members_match_only_their_configuration():
     stored = {"attack": "square", "attack_package": "arena-bench", "attack_params": {"p_init": 0.8,
               "rescale_schedule": False}, "query_budget": 5000}
     assert square.matches(stored) and not square.matches({**stored, "query_budget": 1000})
+
+
+def test_the_column_is_the_worst_case_over_the_presets_runs_only():
+    index = np.arange(10)
+    clean = index < 9
+    members = {  # attack, params, query budget, points it leaves robust
+        "apgd": ({"loss": "ce", "iterations": 100, "restarts": 1, "rho": 0.75, "momentum": 0.75}, None, index >= 2),
+        "apgd-t": ({"iterations": 100, "restarts": 1, "target_classes": 9, "rho": 0.75, "momentum": 0.75}, None,
+                   index != 3),
+        "fab": ({"iterations": 100, "restarts": 1, "target_classes": 9, "alpha_max": 0.1, "eta": 1.05, "beta": 0.9},
+                None, index != 4),
+        "square(rescale_schedule=False)": ({"p_init": 0.8, "rescale_schedule": False}, 5000, index != 5),
+    }
+    rows, outcomes = [], {}
+    for run_id, (label, (params, budget, robust)) in enumerate(members.items(), 1):
+        rows.append(result_row(run_id, label.split("(")[0], "pgd-at", 0.2, clean, robust, attack_label=label,
+                               attack_params=params, query_budget=budget, attack_package="arena-bench"))
+        outcomes[run_id] = (index, robust & clean)
+    # Another attack fools one more point: the worst case counts it, AutoAttack's column does not.
+    rows.append(result_row(5, "hopskipjump", "pgd-at", 0.2, clean, index != 6, query_budget=5000))
+    # The same Square at another budget is another configuration: it neither replaces nor joins the preset's.
+    rows.append(result_row(6, "square", "pgd-at", 0.2, clean, index != 7,
+                           attack_label="square(rescale_schedule=False) [1,000 queries]",
+                           attack_params={"p_init": 0.8, "rescale_schedule": False}, query_budget=1000))
+    outcomes[5], outcomes[6] = (index, (index != 6) & clean), (index, (index != 7) & clean)
+    (board,) = robustness_boards(rows, outcomes)
+    (entry,) = board.defenses
+    # Robust against all four: points 0-8 minus 0, 1 (apgd), 3, 4, 5 -> 2, 6, 7, 8 of 10.
+    assert entry.autoattack == 0.4 and entry.autoattack_n == 10
+    assert entry.worst_case == 0.2  # 6 and 7 fall to the other two
+    rows[1]["attack_params"] = {**rows[1]["attack_params"], "target_classes": 3}  # no longer AutoAttack's APGD-T
+    (board,) = robustness_boards(rows, outcomes)
+    assert board.defenses[0].autoattack is None

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import click
 
-from ..evaluation import CHOICES, DEFAULT_DECISION_DRAWS, DEFAULT_EOT_SAMPLES
+from ..evaluation import CHOICES, DEFAULT_DECISION_DRAWS, DEFAULT_EOT_SAMPLES, DEFAULT_QUERY_BUDGET
 from ..hookspecs import hookimpl
 from ..options import eps_option, names_option
 from ..plugins import plugin_defaults
@@ -42,7 +42,7 @@ class RobustnessTrack(Track):
             click.Option(["--targeted"], is_flag=True,
                          help="Targeted attacks: the host picks a seeded target class per sample."),
             click.Option(["--n"], type=int, default=None, help="Number of test points (default: the whole test split)."),
-            click.Option(["--queries", "query_budget"], type=int, default=5000, show_default=True,
+            click.Option(["--queries", "query_budget"], type=int, default=DEFAULT_QUERY_BUDGET, show_default=True,
                          help="Query budget per sample for score- and label-query attacks."),
             click.Option(["--fast"], is_flag=True,
                          help="Fast path for the attack's passes: torch.compile, bfloat16 autocast, TF32 on CUDA."),

@@ -35,7 +35,9 @@ def hyperplane_step(points: torch.Tensor, w: torch.Tensor, b: torch.Tensor, norm
     v = w * torch.where(gap >= 0, 1.0, -1.0).to(w.dtype)[:, None]
     target = gap.abs()
     magnitude = v.abs()
-    moving = magnitude > 0
+    # As the authors' projections: for l2 a coordinate whose weight is below 1e-8 stays put (its
+    # breakpoint r_i/|v_i| would be huge), for linf only an exact zero does.
+    moving = magnitude > (1e-8 if norm == "l2" else 0.0)
     room = torch.where(v > 0, 1.0 - points, points).clamp_min(0.0) * moving
     if norm == "linf":
         weight, limit = magnitude, room
@@ -117,15 +119,14 @@ class FAB(Attack):
         return x_adv
 
     def _boundary(self, access, x, y, aim):
-        """Logits at ``x``, and per sample ``z_aim - z_y`` and its gradient (one pass each way)."""
-        values = {}
+        """Logits at ``x``, and per sample ``z_aim - z_y`` and its gradient (one pass each way;
+        against a randomized model both from the same average over the host's EOT draws)."""
 
-        def objective(logits, labels):
-            values["f"] = logits.gather(1, aim[:, None]).squeeze(1) - logits.gather(1, labels[:, None]).squeeze(1)
-            return values["f"].sum()
+        def margin(logits, labels):
+            return logits.gather(1, aim[:, None]).squeeze(1) - logits.gather(1, labels[:, None]).squeeze(1)
 
-        logits, grad = access.logits_and_gradient(x, y, loss=objective)
-        return logits, values["f"].detach(), grad
+        logits, grad = access.logits_and_gradient(x, y, loss=lambda logits, labels: margin(logits, labels).sum())
+        return logits, margin(logits, y).detach(), grad
 
     def _run(self, access, x0, y, aim, threat, random_start):
         """One FAB run aimed at ``aim``: the smallest misclassified point found per sample and its

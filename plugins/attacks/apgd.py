@@ -69,6 +69,7 @@ class APGD(Attack):
 
     name = "apgd"
     access = Access.WHITE_BOX
+    steps_parameter = "iterations"  # what `arena check` doubles to test convergence
     norms = ("linf", "l2")
     supports_targeted = True
     bounds = {"iterations": arena.Range(1), "restarts": arena.Range(1),

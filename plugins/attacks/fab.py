@@ -87,6 +87,7 @@ class FAB(Attack):
 
     name = "fab"
     access = Access.WHITE_BOX
+    steps_parameter = "iterations"  # what `arena check` doubles to test convergence
     norms = ("linf", "l2")
     supports_targeted = False
     bounds = {"iterations": arena.Range(1), "restarts": arena.Range(1), "target_classes": arena.Range(1),

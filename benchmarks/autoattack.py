@@ -1,6 +1,6 @@
 """AutoAttack in Arena against torchattacks and the authors' code, on the same weights and points.
 
-One ``arena run -a all -a autoattack -p apgd.loss=dlr -d DEFENSES`` (the whole pipeline, into a
+One ``arena run -a all -a autoattack -p apgd.loss=dlr -d DEFENSES`` (``--attacks`` narrows ``all``) (the whole pipeline, into a
 database of its own) gives, per defense, Arena's ``AutoAttack (standard)`` column (the four runs of
 the preset: APGD-CE, APGD-T, FAB-T, Square with 5,000 queries), its worst case over every attack,
 and the runs of APGD-DLR, APGD-T and FAB-T alone. On the same cached weights and the same first
@@ -77,6 +77,8 @@ def main() -> None:
     parser.add_argument("--dataset", default="mnist5k")
     parser.add_argument("--defenses", default="all", help="comma-separated, or all (every built-in but external)")
     parser.add_argument("--per-attack", default="standard,pgd-at", help="defenses for the per-attack table")
+    parser.add_argument("--attacks", default="all", help="the attacks Arena runs beside autoattack (all: every one; "
+                        "the worst case is over these)")
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--norm", default=None)
     parser.add_argument("--eps", type=float, default=None)
@@ -96,7 +98,7 @@ def main() -> None:
         else args.defenses.split(",")
     threat = ["--norm", args.norm] * bool(args.norm) + ["--eps", str(args.eps)] * (args.eps is not None)
     started = time.perf_counter()
-    arena_cli("run", "--dataset", args.dataset, "-a", "all", "-a", "autoattack", "-p", "apgd.loss=dlr",
+    arena_cli("run", "--dataset", args.dataset, "-a", args.attacks, "-a", "autoattack", "-p", "apgd.loss=dlr",
               *[item for name in defenses for item in ("-d", name)], "--n", str(args.n), *threat, "--db", db)
     arena_seconds = time.perf_counter() - started
     board_views = json.loads(arena_cli("leaderboard", "--dataset", args.dataset, "--format", "json", "--db", db))
@@ -126,7 +128,7 @@ def main() -> None:
         return verdict
 
     print(f"\n{args.dataset}, {norm} eps {eps:g}, first {args.n} test points; arena pipeline "
-          f"({len(defenses)} defenses, every attack + autoattack) {arena_seconds:.0f} s\n")
+          f"({len(defenses)} defenses, -a {args.attacks} -a autoattack) {arena_seconds:.0f} s\n")
     header = ["defense", "clean", "arena AutoAttack", "arena worst case", "torchattacks AA (shipped, 10 it.)",
               "torchattacks AA (100 it.)"] + ["authors' AA"] * (args.reference is not None) + ["points arena-only robust"]
     print("| " + " | ".join(header) + " |\n|" + " --- |" * len(header))

@@ -164,6 +164,8 @@ def main() -> None:
         if defense in args.per_attack.split(","):
             per_attack_rows += per_attack(defense, model, x, y, norm, eps, peer_norm, classes, arena_points,
                                           args.reference is not None)
+            print(f"  (per attack, {defense}: " + "; ".join(" ".join(cells[1:]) for cells in per_attack_rows[-3:]) + ")",
+                  flush=True)
     if per_attack_rows:
         header = ["defense", "attack", "arena", "torchattacks (100 it.)", "points apart"] + \
             ["authors'", "points apart"] * (args.reference is not None)

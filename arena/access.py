@@ -114,11 +114,15 @@ class _Oracle:
 
     access: Access
 
-    def __init__(self, model: nn.Module, batch_size: int, budget: int) -> None:
-        # Kept in a closure, not an attribute: query attacks must not reach the weights.
+    def __init__(self, model: nn.Module, batch_size: int, budget: int, chunk: int = 256) -> None:
+        # Kept in a closure, not an attribute: query attacks must not reach the weights. The
+        # model sees at most ``chunk`` inputs at a time, however many one query holds, so an
+        # attack asking thousands of points at once costs the host no more memory than a batch.
         def predict(x: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():
-                return model(x)
+                if len(x) <= chunk:
+                    return model(x)
+                return torch.cat([model(x[i : i + chunk]) for i in range(0, len(x), chunk)])
 
         self._predict = predict
         self.budget = int(budget)

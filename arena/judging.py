@@ -137,7 +137,7 @@ def evaluate(host: Host, pairing: Pairing, settings: Settings) -> Judged:
     ) as worker, tf32_matmul(host.device, enabled=settings.fast):
         for index in batches:
             x, y = x_all[index], y_all[index]
-            oracle = _oracle(attack, oracle_view, len(index), settings.query_budget)
+            oracle = _oracle(attack, oracle_view, len(index), settings.query_budget, settings.batch_size)
             x_adv, forward, backward = worker.perturb(x, y, threat, None if targets is None else targets[index], oracle)
             counter.forward += forward
             counter.backward += backward
@@ -192,14 +192,14 @@ def evaluate(host: Host, pairing: Pairing, settings: Settings) -> Judged:
     return Judged(samples, metrics, examples)
 
 
-def _oracle(attack: Attack, model: nn.Module, batch: int, budget: int) -> ScoreOracle | LabelOracle | None:
+def _oracle(attack: Attack, model: nn.Module, batch: int, budget: int, chunk: int) -> ScoreOracle | LabelOracle | None:
     """The host's own oracle for one batch of a query attack (it answers the worker's queries
-    and counts them); None for other attacks."""
+    and counts them, passing the model ``chunk`` inputs at a time); None for other attacks."""
     access = Access(attack.access)
     if access == Access.SCORE_QUERY:
-        return ScoreOracle(model, batch, budget)
+        return ScoreOracle(model, batch, budget, chunk)
     if access == Access.LABEL_QUERY:
-        return LabelOracle(model, batch, budget)
+        return LabelOracle(model, batch, budget, chunk)
     return None
 
 

@@ -156,6 +156,61 @@ def test_hopskipjump_finds_label_only_adversarials(digits, targeted):
     assert int(oracle.queries.max()) <= budget
 
 
+class _Recording(torch.nn.Module):
+    """A model that keeps the size of every batch it is asked about."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.sizes = model, []
+
+    def forward(self, x):
+        self.sizes.append(len(x))
+        return self.model(x)
+
+
+def test_oracle_passes_the_model_one_chunk_at_a_time(digits):
+    model, x, y = digits
+    recording = _Recording(model)
+    oracle = LabelOracle(recording, 10, 10**6, chunk=32)
+    points = x[:100]
+    labels = oracle(points, index=torch.arange(100) % 10)
+    assert recording.sizes == [32, 32, 32, 4]
+    assert torch.equal(labels, predict(model, points, 512))
+    assert oracle.queries.tolist() == [10] * 10
+
+
+def test_hopskipjump_direction_is_the_boundary_normal_with_bounded_memory(monkeypatch):
+    """A linear two-class boundary w·x = b: the estimate points along w (Chen et al. 2020,
+    Theorem 2: its cosine with the normal grows with the probes), and the probes go a few rows at
+    a time, drawn as one draw for all rows would draw them."""
+    import arena_plugins.attacks.hopskipjump as hsj
+
+    generator = torch.Generator().manual_seed(0)
+    w = torch.randn(1, 8, 8, generator=generator)
+    linear = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 2))
+    with torch.no_grad():
+        linear[1].weight.copy_(torch.stack([torch.zeros(64), w.flatten()]))
+        linear[1].bias.copy_(torch.tensor([0.0, -float((w * 0.5).sum())]))
+    rows, x = 40, torch.full((40, 1, 8, 8), 0.5)  # on the boundary, well inside the box
+    y = torch.zeros(rows, dtype=torch.long)
+    attack = HopSkipJump()
+
+    def estimate(recording):
+        oracle = LabelOracle(recording, rows, 10**6)
+        torch.manual_seed(1)
+        decide = lambda points, index: attack._adversarial(oracle, points, index, y, None)  # noqa: E731
+        return attack._direction(oracle, decide, x, torch.arange(rows), torch.full((rows,), 0.01), 64)
+
+    whole = estimate(_Recording(linear))
+    cosine = (whole.flatten(1) @ w.flatten()) / w.norm()
+    assert float(cosine.min()) > 0.85  # 800 probes in 64 dimensions: about 0.94
+    monkeypatch.setattr(hsj, "PROBE_VALUES", 800 * 64 * 3)
+    recording = _Recording(linear)
+    chunked = estimate(recording)
+    assert max(recording.sizes) <= 800 * 3  # three rows of probes at a time, not forty
+    torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-6)
+
+
 def test_dlr_losses_follow_their_formulas():
     from arena_plugins.attacks.apgd import dlr, dlr_targeted
 

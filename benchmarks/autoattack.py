@@ -15,7 +15,8 @@ and the runs of APGD-DLR, APGD-T and FAB-T alone. On the same cached weights and
   ``--per-attack``;
 
 and, for the defenses in ``--per-attack``, APGD-DLR, APGD-T and FAB-T alone in torchattacks (100
-iterations) and, with ``--reference``, in the authors' code. Robust accuracies are printed as
+iterations) and, with ``--reference``, in the authors' code. ``--peers`` narrows the AutoAttack peers
+(``shipped``, ``published``, ``authors``; empty for none, e.g. for the per-attack table alone). Robust accuracies are printed as
 Markdown tables, with the points on which Arena's figure and the peer's disagree.
 
     python benchmarks/autoattack.py --dataset mnist5k --n 1000 --reference ~/src/auto-attack
@@ -84,7 +85,13 @@ def main() -> None:
     parser.add_argument("--eps", type=float, default=None)
     parser.add_argument("--reference", type=Path, default=None, help="checkout of fra31/auto-attack")
     parser.add_argument("--db", default=None, help="results database (default: a file under $ARENA_HOME)")
+    parser.add_argument("--peers", default="shipped,published,authors",
+                        help="the AutoAttack peers to run: shipped (torchattacks as shipped), published (torchattacks "
+                        "at the published settings), authors (with --reference); empty for none")
     args = parser.parse_args()
+    peer_names = [name for name in args.peers.split(",") if name]
+    if set(peer_names) - {"shipped", "published", "authors"}:
+        sys.exit(f"--peers {args.peers}: choose among shipped, published, authors")
     if args.reference is not None:
         if not (args.reference / "autoattack" / "autoattack.py").exists():
             sys.exit(f"--reference {args.reference}: no autoattack/autoattack.py there; give a checkout of "
@@ -129,33 +136,38 @@ def main() -> None:
 
     print(f"\n{args.dataset}, {norm} eps {eps:g}, first {args.n} test points; arena pipeline "
           f"({len(defenses)} defenses, -a {args.attacks} -a autoattack) {arena_seconds:.0f} s\n")
-    header = ["defense", "clean", "arena AutoAttack", "arena worst case", "torchattacks AA (shipped, 10 it.)",
-              "torchattacks AA (100 it.)"] + ["authors' AA"] * (args.reference is not None) + ["points arena-only robust"]
+    authors = args.reference is not None and "authors" in peer_names
+    header = ["defense", "clean", "arena AutoAttack", "arena worst case"] + \
+        ["torchattacks AA (shipped, 10 it.)"] * ("shipped" in peer_names) + \
+        ["torchattacks AA (100 it.)"] * ("published" in peer_names) + ["authors' AA"] * authors + \
+        ["points arena-only robust"]
     print("| " + " | ".join(header) + " |\n|" + " --- |" * len(header))
     per_attack_rows = []
     for defense in defenses:
         model = bench.host.plugin_model(registry.get("defense", defense), {}, data, seed=0).model.cpu().eval()
         entry = entries[defense]
         ours = arena_points(defense, [member.matches for member in AUTOATTACK.members])
-        shipped = robust(model, x, torchattacks.AutoAttack(model, norm=peer_norm, eps=eps, version="standard",
-                                                            n_classes=classes, seed=0)(x, y), y, norm, eps)
-        published = chain([
-            torchattacks.APGD(model, norm=peer_norm, eps=eps, steps=100, n_restarts=1, loss="ce", seed=0),
-            torchattacks.APGDT(model, norm=peer_norm, eps=eps, steps=100, n_restarts=1, n_classes=classes, seed=0),
-            torchattacks.FAB(model, norm=peer_norm, eps=eps, steps=100, n_restarts=1, multi_targeted=True,
-                             n_classes=classes, seed=0),
-            torchattacks.Square(model, norm=peer_norm, eps=eps, n_queries=5000, n_restarts=1, p_init=0.8,
-                                resc_schedule=False, seed=0),
-        ], model, x, y, norm, eps)
-        peers = [shipped, published]
-        if args.reference is not None and defense in args.per_attack.split(","):
+        peers = []
+        if "shipped" in peer_names:
+            peers.append(robust(model, x, torchattacks.AutoAttack(model, norm=peer_norm, eps=eps, version="standard",
+                                                                   n_classes=classes, seed=0)(x, y), y, norm, eps))
+        if "published" in peer_names:
+            peers.append(chain([
+                torchattacks.APGD(model, norm=peer_norm, eps=eps, steps=100, n_restarts=1, loss="ce", seed=0),
+                torchattacks.APGDT(model, norm=peer_norm, eps=eps, steps=100, n_restarts=1, n_classes=classes, seed=0),
+                torchattacks.FAB(model, norm=peer_norm, eps=eps, steps=100, n_restarts=1, multi_targeted=True,
+                                 n_classes=classes, seed=0),
+                torchattacks.Square(model, norm=peer_norm, eps=eps, n_queries=5000, n_restarts=1, p_init=0.8,
+                                    resc_schedule=False, seed=0),
+            ], model, x, y, norm, eps))
+        if authors and defense in args.per_attack.split(","):
             from autoattack import AutoAttack
 
             reference = AutoAttack(model, norm=peer_norm, eps=eps, version="standard", seed=0, verbose=False,
                                    device="cpu")
             peers.append(robust(model, x, reference.run_standard_evaluation(x, y, bs=len(x)), y, norm, eps))
-        arena_only = int((ours & ~np.logical_and.reduce(peers)).sum())
-        figures = [f"{100 * p.mean():.1f}%" for p in peers] + ["—"] * (len(header) - 6 - len(peers))
+        arena_only = int((ours & ~np.logical_and.reduce(peers)).sum()) if peers else "—"
+        figures = [f"{100 * p.mean():.1f}%" for p in peers] + ["—"] * (len(header) - 5 - len(peers))
         cells = [defense, f"{100 * entry['clean_accuracy']:.1f}%", f"{100 * ours.mean():.1f}%",
                  f"{100 * entry['worst_case']:.1f}%", *figures, str(arena_only)]
         print("| " + " | ".join(cells) + " |", flush=True)

@@ -180,9 +180,9 @@ def test_oracle_passes_the_model_one_chunk_at_a_time(digits):
 
 
 def test_hopskipjump_direction_is_the_boundary_normal_with_bounded_memory(monkeypatch):
-    """A linear two-class boundary w·x = b: the estimate points along w (Chen et al. 2020,
-    Theorem 2: its cosine with the normal grows with the probes), and the probes go a few rows at
-    a time, drawn as one draw for all rows would draw them."""
+    """A linear two-class boundary w·x = b: the Monte Carlo estimate (Chen et al. 2020) points
+    along w, closer the more probes it takes, and the probes go a few rows at a time, drawn as
+    one draw for all rows would draw them."""
     import arena_plugins.attacks.hopskipjump as hsj
 
     generator = torch.Generator().manual_seed(0)

@@ -15,9 +15,10 @@ and the runs of APGD-DLR, APGD-T and FAB-T alone. On the same cached weights and
   ``--per-attack``;
 
 and, for the defenses in ``--per-attack``, APGD-DLR, APGD-T and FAB-T alone in torchattacks (100
-iterations) and, with ``--reference``, in the authors' code. ``--peers`` narrows the AutoAttack peers
-(``shipped``, ``published``, ``authors``; empty for none, e.g. for the per-attack table alone). Robust accuracies are printed as
-Markdown tables, with the points on which Arena's figure and the peer's disagree.
+iterations) and, with ``--reference``, in the authors' code. ``--peers`` narrows the AutoAttack
+peers (``shipped``, ``published``, ``authors``; empty for none, e.g. for the per-attack table
+alone). Robust accuracies are printed as Markdown tables, with the points on which Arena's figure
+and the peer's disagree.
 
     python benchmarks/autoattack.py --dataset mnist5k --n 1000 --reference ~/src/auto-attack
 """
@@ -176,8 +177,8 @@ def main() -> None:
         if defense in args.per_attack.split(","):
             per_attack_rows += per_attack(defense, model, x, y, norm, eps, peer_norm, classes, arena_points,
                                           args.reference is not None)
-            print(f"  (per attack, {defense}: " + "; ".join(" ".join(cells[1:]) for cells in per_attack_rows[-3:]) + ")",
-                  flush=True)
+            latest = "; ".join(" ".join(cells[1:]) for cells in per_attack_rows[-3:])
+            print(f"  (per attack, {defense}: {latest})", flush=True)
     if per_attack_rows:
         header = ["defense", "attack", "arena", "torchattacks (100 it.)", "points apart"] + \
             ["authors'", "points apart"] * (args.reference is not None)
